@@ -1,0 +1,1 @@
+"""embedservice: the Django project (settings, urls, ASGI application)."""

@@ -1,0 +1,14 @@
+"""ASGI entry point: HTTP through Django, WebSocket through Channels' router."""
+
+import os
+
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "embedservice.settings")
+# Static files (admin, Swagger UI) are served from the apps themselves: no collectstatic, no CDN.
+django_asgi = ASGIStaticFilesHandler(get_asgi_application())
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402 - needs Django set up first
+
+application = ProtocolTypeRouter({"http": django_asgi})

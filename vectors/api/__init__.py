@@ -1,0 +1,1 @@
+"""HTTP API: serializers, the shared embedding core, views, errors and rendering."""

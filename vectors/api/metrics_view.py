@@ -1,0 +1,14 @@
+"""GET /metrics in Prometheus text format."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from .. import conf, metrics
+
+
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    for engine in conf.get_registry().engines():
+        metrics.QUEUE_DEPTH.labels(engine.name).set(sum(b.queued_inputs for b in engine.batchers()))
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

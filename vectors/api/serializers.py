@@ -1,0 +1,175 @@
+"""Request serializers: the shape of every embedding request, validated before the model is called."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rest_framework import serializers
+
+from .. import conf
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Validated inputs: either texts, or token-id arrays to decode with the model's tokenizer."""
+
+    texts: list[str] | None = None
+    token_arrays: list[list[int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts if self.texts is not None else self.token_arrays or [])
+
+
+def _check_text(value: str, where: str, max_chars: int) -> str:
+    if not value.strip():
+        raise serializers.ValidationError(f"{where} is empty; every input must contain text")
+    if len(value) > max_chars:
+        raise serializers.ValidationError(f"{where} has {len(value)} characters; the limit is {max_chars}")
+    if "\x00" in value:
+        raise serializers.ValidationError(f"{where} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise serializers.ValidationError(f"{where} contains an unpaired surrogate") from None
+    return value
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class InputsField(serializers.Field):
+    """A text, a list of texts, or (OpenAI only) token-id arrays."""
+
+    default_error_messages = {"invalid": "must be a string or a non-empty list of strings"}
+
+    def __init__(self, *, allow_tokens: bool = False, **kwargs: object) -> None:
+        self.allow_tokens = allow_tokens
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: object) -> Inputs:
+        limits = conf.limits()
+        if isinstance(data, str):
+            return Inputs(texts=[_check_text(data, "the input", limits.max_input_chars)])
+        if not isinstance(data, list):
+            raise serializers.ValidationError(self._expected())
+        if not data:
+            raise serializers.ValidationError("is an empty list; send at least one input")
+        if len(data) > limits.max_inputs_per_request:
+            raise serializers.ValidationError(
+                f"has {len(data)} inputs; the limit is {limits.max_inputs_per_request} per request"
+            )
+        if all(isinstance(item, str) for item in data):
+            return Inputs(texts=[_check_text(t, f"input[{i}]", limits.max_input_chars) for i, t in enumerate(data)])
+        if self.allow_tokens and all(_is_int(item) for item in data):
+            return Inputs(token_arrays=[self._tokens(data, "the token array")])
+        if self.allow_tokens and all(isinstance(item, list) for item in data):
+            return Inputs(token_arrays=[self._tokens(item, f"input[{i}]") for i, item in enumerate(data)])
+        raise serializers.ValidationError(self._expected() + "; lists may not mix types")
+
+    def _expected(self) -> str:
+        if self.allow_tokens:
+            return "must be a string, a list of strings, a list of token ids or a list of token-id lists"
+        return "must be a string or a list of strings"
+
+    def _tokens(self, items: list, where: str) -> list[int]:
+        if not items:
+            raise serializers.ValidationError(f"{where} is empty")
+        if not all(_is_int(i) and i >= 0 for i in items):
+            raise serializers.ValidationError(f"{where} must hold non-negative integer token ids")
+        if len(items) > conf.limits().max_input_chars:
+            raise serializers.ValidationError(f"{where} has {len(items)} tokens; too long")
+        return list(items)
+
+    def to_representation(self, value: object) -> object:
+        return value
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean only; DRF's own would take "yes", 1 and "on"."""
+
+    def to_internal_value(self, data: object) -> bool:
+        if not isinstance(data, bool):
+            raise serializers.ValidationError("must be true or false")
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only; DRF's own would take "12" and 12.0."""
+
+    def to_internal_value(self, data: object) -> int:
+        if not _is_int(data):
+            raise serializers.ValidationError("must be an integer")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only; DRF's own would turn 12 into "12"."""
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a string")
+        return super().to_internal_value(data)
+
+
+class EmbeddingsRequestSerializer(serializers.Serializer):
+    """OpenAI `POST /v1/embeddings`."""
+
+    input = InputsField(
+        allow_tokens=True, help_text="A text, a list of texts, or token-id arrays of the model's own tokenizer."
+    )
+    model = StrictCharField(
+        required=False, allow_blank=True, max_length=256, help_text="Served model name; the default model when omitted."
+    )
+    encoding_format = serializers.ChoiceField(
+        choices=["float", "base64"], default="float", help_text="base64 = little-endian float32 bytes."
+    )
+    dimensions = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="Keep the first k components, then re-normalise (Matryoshka).",
+    )
+    user = StrictCharField(required=False, allow_blank=True, max_length=256)
+
+
+class EmbedRequestSerializer(serializers.Serializer):
+    """TEI `POST /embed`."""
+
+    inputs = InputsField(help_text="A text or a list of texts.")
+    normalize = StrictBooleanField(default=True)
+    truncate = StrictBooleanField(
+        default=False, help_text="Cut texts longer than the model's limit instead of answering 422."
+    )
+    dimensions = StrictIntegerField(required=False, allow_null=True, min_value=1)
+    model = StrictCharField(required=False, allow_blank=True, max_length=256)
+
+
+class SimilarityInputsSerializer(serializers.Serializer):
+    source_sentence = StrictCharField(max_length=1_000_000)
+    sentences = InputsField()
+
+
+class SimilarityRequestSerializer(serializers.Serializer):
+    """TEI-style `POST /similarity`: cosine of a source sentence against each sentence."""
+
+    inputs = SimilarityInputsSerializer()
+    model = StrictCharField(required=False, allow_blank=True, max_length=256)
+    truncate = StrictBooleanField(default=True)
+
+    def validate(self, attrs: dict) -> dict:
+        source = attrs["inputs"]["source_sentence"]
+        _check_text(source, "inputs.source_sentence", conf.limits().max_input_chars)
+        sentences: Inputs = attrs["inputs"]["sentences"]
+        if sentences.texts is None or len(sentences.texts) + 1 > conf.limits().max_inputs_per_request:
+            raise serializers.ValidationError({"inputs": {"sentences": ["too many sentences"]}})
+        return attrs
+
+
+class GetVectorQuerySerializer(serializers.Serializer):
+    """The write-up's `GET /get_vector?sentence=`."""
+
+    sentence = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+    def validate_sentence(self, value: str) -> str:
+        return _check_text(value, "sentence", conf.limits().max_input_chars)

@@ -1,0 +1,74 @@
+"""System checks: bad embedding configuration is refused at startup, not at request time."""
+
+from __future__ import annotations
+
+import os
+
+from django.core import checks
+
+from . import conf
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+BACKENDS = ("torch", "onnx", "openvino")
+DTYPES = ("fp32", "fp16", "bf16", "int8")
+
+
+@checks.register()
+def check_embeddings(app_configs: object = None, **kwargs: object) -> list[checks.CheckMessage]:
+    cfg = conf.embeddings()
+    errors: list[checks.CheckMessage] = []
+    names = [m["NAME"] for m in cfg["MODELS"]]
+    if not names:
+        errors.append(checks.Error("EMBEDDINGS['MODELS'] is empty", id="vectors.E001"))
+    if len(set(names)) != len(names):
+        errors.append(checks.Error(f"model names repeat: {names}", id="vectors.E002"))
+    for entry in cfg["MODELS"]:
+        path = entry["PATH"]
+        if (os.path.isabs(path) or path.startswith(".")) and not os.path.isdir(path):
+            errors.append(
+                checks.Error(
+                    f"model {entry['NAME']!r}: directory {path!r} does not exist",
+                    hint="Set EMBED_MODEL to a model directory or hub id.",
+                    id="vectors.E003",
+                )
+            )
+        device = entry.get("DEVICE", "auto")
+        if device.split(":")[0] not in DEVICES:
+            errors.append(
+                checks.Error(f"model {entry['NAME']!r}: device {device!r} is not one of {DEVICES}", id="vectors.E004")
+            )
+        if entry.get("BACKEND", "torch") not in BACKENDS:
+            errors.append(
+                checks.Error(
+                    f"model {entry['NAME']!r}: backend {entry['BACKEND']!r} is not one of {BACKENDS}", id="vectors.E005"
+                )
+            )
+        if entry.get("DTYPE", "fp32") not in DTYPES:
+            errors.append(
+                checks.Error(
+                    f"model {entry['NAME']!r}: dtype {entry['DTYPE']!r} is not one of {DTYPES}", id="vectors.E006"
+                )
+            )
+    positive = [
+        "MAX_BATCH_SIZE",
+        "MAX_BATCH_TOKENS",
+        "MAX_QUEUE_INPUTS",
+        "QUEUE_TIMEOUT_MS",
+        "INFERENCE_TIMEOUT_MS",
+        "MAX_INPUTS_PER_REQUEST",
+        "MAX_INPUT_CHARS",
+        "MAX_BODY_BYTES",
+    ]
+    for key in positive:
+        if cfg[key] <= 0:
+            errors.append(checks.Error(f"EMBEDDINGS[{key!r}] must be > 0, got {cfg[key]}", id="vectors.E007"))
+    if cfg["MAX_WAIT_MS"] < 0:
+        errors.append(checks.Error("EMBEDDINGS['MAX_WAIT_MS'] must be >= 0", id="vectors.E007"))
+    if cfg["MAX_QUEUE_INPUTS"] < cfg["MAX_INPUTS_PER_REQUEST"]:
+        errors.append(
+            checks.Warning(
+                "MAX_QUEUE_INPUTS is below MAX_INPUTS_PER_REQUEST: a full-size request can only enter an empty queue",
+                id="vectors.W001",
+            )
+        )
+    return errors

@@ -1,0 +1,361 @@
+"""The micro-batcher: one asyncio task owns the queue and feeds ONE encode thread with batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from asgiref.sync import sync_to_async
+
+from .config import BatcherConfig
+from .errors import EncodeFailed, EngineStopped, EngineStuck, QueueFull, QueueTimeout
+
+logger = logging.getLogger(__name__)
+
+EncodeFn = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """One request's answer: its rows in input order and where its time went."""
+
+    rows: np.ndarray
+    queue_ms: float
+    inference_ms: float
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """What one model call did, for metrics."""
+
+    size: int
+    requests: int
+    padded_tokens: int
+    inference_ms: float
+
+
+@dataclass(eq=False)
+class _Pending:
+    texts: Sequence[str]
+    tokens: Sequence[int]
+    future: asyncio.Future
+    enqueued_at: float
+    taken: int = 0
+    finished: int = 0
+    started_at: float | None = None
+    inference_ms: float = 0.0
+    batch_size: int = 0
+    dropped: bool = False
+    rows: np.ndarray | None = None
+
+    @property
+    def waiting(self) -> int:
+        return len(self.texts) - self.taken
+
+
+@dataclass(eq=False)
+class _Slice:
+    pending: _Pending
+    start: int
+    stop: int
+
+
+@dataclass
+class BatcherCounters:
+    """Running totals since the batcher started."""
+
+    requests: int = 0
+    texts: int = 0
+    batches: int = 0
+    rejected_full: int = 0
+    expired: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    sizes: list[int] = field(default_factory=list)
+
+
+class MicroBatcher:
+    """Gather concurrent requests into batches, encode each batch once, answer each request.
+
+    One task owns the queue (no locks): it takes waiting texts in arrival order up to
+    `max_batch_size` texts and `max_batch_tokens` padded tokens, orders the batch by length,
+    and hands it to the single encode thread. While that call runs, new requests queue up
+    and form the next batch. Created inside a running event loop; bound to that loop.
+    """
+
+    clock = staticmethod(time.perf_counter)
+
+    def __init__(
+        self,
+        encode: EncodeFn,
+        config: BatcherConfig,
+        executor: ThreadPoolExecutor,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._encode = encode
+        self._call = sync_to_async(encode, thread_sensitive=False, executor=executor)
+        self._on_batch = on_batch
+        self._queue: deque[_Pending] = deque()
+        self._queued_inputs = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._inflight: list[_Slice] = []
+        self._under_load = False
+        self._stuck_since: float | None = None
+        self._accepting = True
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.counters = BatcherCounters()
+
+    # -- public surface -------------------------------------------------------------------
+
+    @property
+    def queued_inputs(self) -> int:
+        """Texts waiting for a batch (not yet handed to the model)."""
+        return self._queued_inputs
+
+    @property
+    def healthy(self) -> bool:
+        """False while a model call has run past the inference deadline."""
+        return self._stuck_since is None
+
+    async def submit(self, texts: Sequence[str], tokens: Sequence[int]) -> Embedded:
+        """Queue `texts` (with their token counts) and return their embeddings in order.
+
+        Raises:
+            QueueFull: the queue already holds `max_queue_inputs` texts (answer 429).
+            QueueTimeout: the batch did not start within `queue_timeout_ms` (answer 503).
+            EngineStuck: the model call ran past `inference_timeout_ms` (answer 503).
+            EngineStopped: the batcher is draining or stopped (answer 503).
+            EncodeFailed: the model raised on these inputs (answer 500).
+        """
+        if not self._accepting:
+            raise EngineStopped("the service is draining and takes no new work")
+        if self._stuck_since is not None:
+            raise EngineStuck("the model has not answered within the inference deadline")
+        limit = self.config.max_queue_inputs
+        if self._queued_inputs and self._queued_inputs + len(texts) > limit:
+            self.counters.rejected_full += 1
+            raise QueueFull(self._queued_inputs, limit)
+        self._ensure_running()
+        loop = asyncio.get_running_loop()
+        pending = _Pending(texts, tokens, loop.create_future(), self.clock())
+        self._queue.append(pending)
+        self._queued_inputs += len(texts)
+        self._idle.clear()
+        self.counters.requests += 1
+        self.counters.texts += len(texts)
+        self._wake.set()
+        timer = loop.call_later(self.config.queue_timeout_ms / 1000, self._expire, pending)
+        try:
+            return await pending.future
+        except asyncio.CancelledError:
+            self._drop(pending)
+            self.counters.cancelled += 1
+            raise
+        finally:
+            timer.cancel()
+
+    def stop_accepting(self) -> None:
+        """Refuse new work from now on (EngineStopped); queued work still runs."""
+        self._accepting = False
+
+    async def drain(self) -> None:
+        """Stop accepting and wait until every queued and running batch has finished."""
+        self.stop_accepting()
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Stop the batcher task; any waiter left gets EngineStopped."""
+        self.stop_accepting()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._fail_all(EngineStopped("the batcher was stopped"))
+
+    # -- the queue-owning task ------------------------------------------------------------
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+            self._task.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            logger.error("micro-batcher task died; failing its waiters", exc_info=exc)
+            self._fail_all(EncodeFailed(f"internal batcher failure: {type(exc).__name__}"))
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if self._under_load and self._queued_inputs < self.config.max_batch_size:
+                await asyncio.sleep(self.config.max_wait_ms / 1000)
+            slices, texts, tokens = self._take()
+            if slices:
+                await self._run_batch(slices, texts, tokens)
+
+    def _take(self) -> tuple[list[_Slice], list[str], list[int]]:
+        cfg = self.config
+        slices: list[_Slice] = []
+        texts: list[str] = []
+        tokens: list[int] = []
+        longest = 0
+        now = self.clock()
+        while self._queue and len(texts) < cfg.max_batch_size:
+            pending = self._queue[0]
+            if pending.dropped or pending.future.done():
+                self._queue.popleft()
+                continue
+            start = pending.taken
+            stop = start
+            while stop < len(pending.texts) and len(texts) < cfg.max_batch_size:
+                count = pending.tokens[stop]
+                wider = max(longest, count)
+                if texts and wider * (len(texts) + 1) > cfg.max_batch_tokens:
+                    break
+                longest = wider
+                texts.append(pending.texts[stop])
+                tokens.append(count)
+                stop += 1
+            if stop == start:
+                break
+            if pending.started_at is None:
+                pending.started_at = now
+            pending.taken = stop
+            self._queued_inputs -= stop - start
+            slices.append(_Slice(pending, start, stop))
+            if pending.waiting == 0:
+                self._queue.popleft()
+            else:
+                break  # the token budget or size cap is reached inside this request
+        return slices, texts, tokens
+
+    async def _run_batch(self, slices: list[_Slice], texts: list[str], tokens: list[int]) -> None:
+        order = np.argsort(np.asarray(tokens), kind="stable")
+        ordered = [texts[i] for i in order]
+        started = self.clock()
+        self._inflight = slices
+        try:
+            rows = await self._call_watched(ordered)
+        except Exception as exc:  # noqa: BLE001 - isolate below, then fail only the culprits
+            logger.warning("batch of %d texts failed (%s); isolating", len(texts), exc)
+            await self._isolate(slices, started)
+            return
+        finally:
+            self._inflight = []
+        elapsed_ms = (self.clock() - started) * 1000
+        unsorted = np.empty_like(rows)
+        unsorted[order] = rows
+        self._record(len(texts), len(slices), max(tokens) * len(tokens), elapsed_ms)
+        offset = 0
+        for piece in slices:
+            width = piece.stop - piece.start
+            self._deliver(piece, unsorted[offset : offset + width], elapsed_ms, len(texts))
+            offset += width
+
+    async def _call_watched(self, texts: list[str]) -> np.ndarray:
+        call = asyncio.ensure_future(self._call(texts))
+        try:
+            return await asyncio.wait_for(asyncio.shield(call), self.config.inference_timeout_ms / 1000)
+        except TimeoutError:
+            self._stuck_since = self.clock()
+            logger.error("model call on %d texts passed the inference deadline", len(texts))
+            self._fail_all(EngineStuck("the model has not answered within the inference deadline"))
+            try:
+                return await call  # the thread cannot be killed; wait so calls never overlap
+            finally:
+                self._stuck_since = None
+
+    async def _isolate(self, slices: list[_Slice], started: float) -> None:
+        for piece in slices:
+            if piece.pending.future.done():
+                continue
+            texts = list(piece.pending.texts[piece.start : piece.stop])
+            try:
+                rows = await self._call_watched(texts)
+            except Exception as exc:  # noqa: BLE001 - this request alone fails
+                self.counters.failed += 1
+                piece.pending.future.set_exception(
+                    EncodeFailed(f"the model failed on this input: {type(exc).__name__}")
+                )
+                piece.pending.dropped = True
+                continue
+            elapsed_ms = (self.clock() - started) * 1000
+            self._record(len(texts), 1, max(piece.pending.tokens[piece.start : piece.stop]) * len(texts), elapsed_ms)
+            self._deliver(piece, rows, elapsed_ms, len(texts))
+
+    def _record(self, size: int, requests: int, padded: int, inference_ms: float) -> None:
+        self.counters.batches += 1
+        self.counters.sizes.append(size)
+        if len(self.counters.sizes) > 4096:
+            del self.counters.sizes[:2048]
+        # Waiting for a fuller batch pays only while batches come out well filled (load);
+        # an idle service never waits.
+        self._under_load = self.config.max_wait_ms > 0 and size >= self.config.max_batch_size // 4
+        if self._on_batch is not None:
+            self._on_batch(BatchStats(size, requests, padded, inference_ms))
+
+    def _deliver(self, piece: _Slice, rows: np.ndarray, inference_ms: float, batch_size: int) -> None:
+        pending = piece.pending
+        if pending.future.done():
+            return
+        if pending.rows is None:
+            if piece.start == 0 and piece.stop == len(pending.texts):
+                pending.rows = rows
+            else:
+                pending.rows = np.empty((len(pending.texts), rows.shape[1]), dtype=rows.dtype)
+        if pending.rows is not rows:
+            pending.rows[piece.start : piece.stop] = rows
+        pending.finished += piece.stop - piece.start
+        pending.inference_ms += inference_ms
+        pending.batch_size = max(pending.batch_size, batch_size)
+        if pending.finished == len(pending.texts):
+            queue_ms = ((pending.started_at or pending.enqueued_at) - pending.enqueued_at) * 1000
+            pending.future.set_result(Embedded(pending.rows, queue_ms, pending.inference_ms, pending.batch_size))
+
+    # -- leaving the queue ----------------------------------------------------------------
+
+    def _drop(self, pending: _Pending) -> None:
+        if not pending.dropped:
+            pending.dropped = True
+            self._queued_inputs -= pending.waiting
+            pending.taken = len(pending.texts)
+
+    def _expire(self, pending: _Pending) -> None:
+        if pending.future.done() or pending.started_at is not None:
+            return
+        self._drop(pending)
+        self.counters.expired += 1
+        pending.future.set_exception(
+            QueueTimeout(f"waited {self.config.queue_timeout_ms:.0f} ms without reaching the model")
+        )
+
+    def _fail_all(self, error: Exception) -> None:
+        for piece in self._inflight:
+            if not piece.pending.future.done():
+                piece.pending.future.set_exception(error)
+        for pending in self._queue:
+            self._drop(pending)
+            if not pending.future.done():
+                pending.future.set_exception(error)
+        self._queue.clear()
+        self._queued_inputs = 0
+        self._idle.set()

@@ -1,0 +1,44 @@
+"""Frozen configuration passed into the engine; settings.py builds these from the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class BatcherConfig:
+    """How requests are gathered into batches and how much may wait.
+
+    max_batch_size: texts per model call. Larger batches raise throughput until the
+        cores are saturated, then only add latency.
+    max_batch_tokens: token budget per model call (sum of padded lengths); keeps a batch
+        of long texts from costing as much memory and time as many short batches.
+    max_queue_inputs: texts allowed to wait; past it a request is refused with 429 at once
+        instead of waiting longer than any client would.
+    queue_timeout_ms: how long a request may wait for its batch to start; past it, 503.
+    inference_timeout_ms: how long one model call may take before the engine is declared
+        stuck (its waiters get 503 and readiness turns false).
+    max_wait_ms: under load only, how long to wait for a fuller batch; never when idle.
+    """
+
+    max_batch_size: int = 128
+    max_batch_tokens: int = 16384
+    max_queue_inputs: int = 8192
+    queue_timeout_ms: float = 30_000
+    inference_timeout_ms: float = 60_000
+    max_wait_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One served model: where its weights are, where it runs, and how it batches."""
+
+    name: str
+    path: str
+    device: str = "auto"
+    backend: str = "torch"
+    dtype: str = "fp32"
+    max_seq_length: int | None = None
+    torch_threads: int | None = None
+    warmup: bool = True
+    batcher: BatcherConfig = field(default_factory=BatcherConfig)

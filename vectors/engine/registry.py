@@ -1,0 +1,116 @@
+"""Named models -> engines; each model loads once per process, its batcher once per event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import sync_to_async
+
+from .batcher import BatchStats, MicroBatcher
+from .config import ModelConfig
+from .encoder import Encoder
+from .errors import UnknownModel
+
+EncoderFactory = Callable[[ModelConfig], Encoder]
+BatchHook = Callable[[str, BatchStats], None]
+
+
+class Engine:
+    """One served model: its encoder, its single encode thread, its batcher per event loop."""
+
+    def __init__(self, config: ModelConfig, make_encoder: EncoderFactory, on_batch: BatchHook | None) -> None:
+        self.config = config
+        self.name = config.name
+        self._make_encoder = make_encoder
+        self._on_batch = on_batch
+        self._encoder: Encoder | None = None
+        self._load_lock = threading.Lock()
+        # The one thread that runs model.encode for this model, shared by every loop.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"encode-{config.name}")
+        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MicroBatcher] = weakref.WeakKeyDictionary()
+
+    @property
+    def loaded(self) -> bool:
+        return self._encoder is not None
+
+    @property
+    def encoder(self) -> Encoder:
+        """Return the encoder, loading (and warming) it on first use."""
+        if self._encoder is None:
+            with self._load_lock:
+                if self._encoder is None:
+                    encoder = self._make_encoder(self.config)
+                    if self.config.warmup:
+                        encoder.warm()
+                    self._encoder = encoder
+        return self._encoder
+
+    async def aencoder(self) -> Encoder:
+        """Return the encoder without blocking the event loop while it loads."""
+        if self._encoder is not None:
+            return self._encoder
+        return await sync_to_async(lambda: self.encoder, thread_sensitive=False)()
+
+    def batcher(self) -> MicroBatcher:
+        """Return the running loop's batcher for this model, creating it on first use."""
+        loop = asyncio.get_running_loop()
+        batcher = self._batchers.get(loop)
+        if batcher is None:
+            hook = None
+            if self._on_batch is not None:
+                on_batch, name = self._on_batch, self.name
+
+                def hook(stats: BatchStats) -> None:
+                    on_batch(name, stats)
+
+            batcher = MicroBatcher(self.encoder.encode, self.config.batcher, self.executor, hook)
+            self._batchers[loop] = batcher
+        return batcher
+
+    def batchers(self) -> list[MicroBatcher]:
+        """Return every live batcher of this model (one per event loop that used it)."""
+        return list(self._batchers.values())
+
+
+class Registry:
+    """The served models by name, with a default for requests that name none."""
+
+    def __init__(
+        self,
+        configs: list[ModelConfig],
+        make_encoder: EncoderFactory = Encoder,
+        on_batch: BatchHook | None = None,
+    ) -> None:
+        if not configs:
+            raise ValueError("at least one model must be configured")
+        self._engines = {c.name: Engine(c, make_encoder, on_batch) for c in configs}
+        self.default_name = configs[0].name
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._engines)
+
+    def engines(self) -> list[Engine]:
+        return list(self._engines.values())
+
+    def get(self, name: str | None = None) -> Engine:
+        """Return the engine for `name` (the default when None or empty).
+
+        Raises:
+            UnknownModel: no model of that name is served.
+        """
+        if not name:
+            return self._engines[self.default_name]
+        engine = self._engines.get(name)
+        if engine is None:
+            raise UnknownModel(name, self.names)
+        return engine
+
+    def load_all(self) -> None:
+        """Load and warm every model now (before accepting traffic)."""
+        for engine in self._engines.values():
+            engine.encoder  # noqa: B018 - loading is the point

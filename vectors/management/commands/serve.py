@@ -1,0 +1,45 @@
+"""Run the production server: load and warm every model, then serve on daphne."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ...engine.errors import ModelLoadError
+from ...serving import ServeOptions, run_server
+
+
+class Command(BaseCommand):
+    help = "Load and warm every configured model, then serve HTTP and WebSocket on daphne."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1", help="Interface to bind (default 127.0.0.1).")
+        parser.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one (default 8000).")
+        parser.add_argument("--unix-socket", default=None, help="Listen on this UNIX socket instead of TCP.")
+        parser.add_argument("--fd", type=int, default=None, help="Listen on this inherited file descriptor.")
+        parser.add_argument(
+            "--drain-timeout",
+            type=float,
+            default=20.0,
+            help="Seconds SIGTERM waits for in-flight requests (default 20).",
+        )
+        parser.add_argument(
+            "--no-warm", action="store_true", help="Skip loading models before listening (they load on first request)."
+        )
+        parser.add_argument("--access-log", action="store_true", help="Log one line per request to stdout.")
+
+    def handle(self, *args: object, **options: object) -> None:
+        opts = ServeOptions(
+            host=str(options["host"]),
+            port=int(options["port"]),  # type: ignore[arg-type]
+            unix_socket=options["unix_socket"],  # type: ignore[arg-type]
+            fd=options["fd"],  # type: ignore[arg-type]
+            drain_timeout_s=float(options["drain_timeout"]),  # type: ignore[arg-type]
+            warm=not options["no_warm"],
+            access_log=bool(options["access_log"]),
+        )
+        if opts.drain_timeout_s <= 0:
+            raise CommandError("--drain-timeout must be > 0")
+        try:
+            run_server(opts, self.stdout)
+        except ModelLoadError as exc:
+            raise CommandError(str(exc)) from exc
