@@ -23,6 +23,7 @@ class ApiLimits:
     retry_after_s: int
     bench_views: bool
     model_aliases: tuple[str, ...]
+    ws_max_inflight: int = 32
 
 
 def embeddings() -> dict:
@@ -40,6 +41,7 @@ def limits() -> ApiLimits:
         retry_after_s=cfg["RETRY_AFTER_S"],
         bench_views=cfg["BENCH_VIEWS"],
         model_aliases=tuple(cfg.get("MODEL_ALIASES", ())),
+        ws_max_inflight=cfg.get("WS_MAX_INFLIGHT", 32),
     )
 
 
