@@ -9,6 +9,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "embedservice.settings")
 # Static files (admin, Swagger UI) are served from the apps themselves: no collectstatic, no CDN.
 django_asgi = ASGIStaticFilesHandler(get_asgi_application())
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402 - needs Django set up first
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - needs Django set up first
 
-application = ProtocolTypeRouter({"http": django_asgi})
+from vectors.routing import BrowserOriginValidator, allowed_origins, websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi,
+        # Browsers must come from an allowed host; server-side callers send no Origin (see BrowserOriginValidator).
+        "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns), allowed_origins()),
+    }
+)
