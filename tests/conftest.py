@@ -95,7 +95,7 @@ def stop_server(server: LiveServer, timeout_s: float = 30) -> int:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def embed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One real daphne server for the whole session (default settings, default model)."""
     server = start_server(tmp_path_factory.mktemp("live"))
     yield server

@@ -1,0 +1,102 @@
+"""Bad input gets a clear JSON error naming the problem; the model is never called for it."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from django.test import AsyncClient, override_settings
+from django.conf import settings
+
+from vectors import conf
+
+
+@pytest.fixture
+def client() -> AsyncClient:
+    return AsyncClient()
+
+
+def model_calls() -> int:
+    engine = conf.get_registry().get(None)
+    return engine.encoder.model_calls
+
+
+async def post_raw(client: AsyncClient, path: str, raw: bytes, content_type: str = "application/json"):
+    return await client.post(path, raw, content_type=content_type)
+
+
+BAD_OPENAI = [
+    (b'{"input": ', 400, "invalid_json", None),
+    (b'{"input": 12}', 400, "invalid_request", "input"),
+    (b'{"input": ""}', 400, "invalid_request", "input"),
+    (b'{"input": "   "}', 400, "invalid_request", "input"),
+    (b'{"input": []}', 400, "invalid_request", "input"),
+    (b'{"input": ["ok", 3]}', 400, "invalid_request", "input"),
+    (b'{"input": [["a"]]}', 400, "invalid_request", "input"),
+    (b'{"input": [[1, -2]]}', 400, "invalid_request", "input"),
+    (b'{"input": [[999999999]]}', 400, "invalid_request", "input"),
+    (b'{"input": "x", "encoding_format": "int8"}', 400, "invalid_request", "encoding_format"),
+    (b'{"input": "x", "dimensions": 0}', 400, "invalid_request", "dimensions"),
+    (b'{"input": "x", "dimensions": "12"}', 400, "invalid_request", "dimensions"),
+    (b'{"input": "x", "dimensions": 385}', 400, "invalid_request", "dimensions"),
+    (b'{"input": "x", "model": 7}', 400, "invalid_request", "model"),
+    (b'{"input": "x", "model": "no-such-model"}', 404, "model_not_found", "model"),
+    (b'{"input": "nul \\u0000 inside"}', 400, "invalid_request", "input"),
+    (b'{"input": "lone \\ud800 surrogate"}', 400, "invalid_request", "input"),
+    (b"[1, 2]", 400, "invalid_request", None),
+    (b"", 400, "invalid_request", "input"),
+]
+
+
+@pytest.mark.parametrize(("raw", "status", "code", "param"), BAD_OPENAI)
+async def test_bad_openai_requests_get_the_openai_error_envelope(client, raw, status, code, param):
+    await client.get("/get_vector", {"sentence": "load the model first"})
+    before = model_calls()
+    response = await post_raw(client, "/v1/embeddings", raw)
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == code
+    assert error["message"]
+    if param:
+        assert error["param"] == param
+    assert model_calls() == before
+
+
+async def test_too_many_inputs_is_refused_with_the_limit_named(client):
+    response = await post_raw(client, "/v1/embeddings", orjson.dumps({"input": ["x"] * 2049}))
+    assert response.status_code == 400
+    assert "2048" in response.json()["error"]["message"]
+
+
+async def test_wrong_types_in_tei_requests_name_the_field(client):
+    response = await post_raw(client, "/embed", orjson.dumps({"inputs": "x", "normalize": "yes"}))
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "normalize"
+
+
+async def test_missing_or_empty_sentence_on_get_vector_is_400(client):
+    assert (await client.get("/get_vector")).status_code == 400
+    response = await client.get("/get_vector", {"sentence": ""})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "sentence"
+
+
+async def test_body_over_the_limit_is_413(client):
+    embeddings = {**settings.EMBEDDINGS, "MAX_BODY_BYTES": 1000}
+    with override_settings(EMBEDDINGS=embeddings, DATA_UPLOAD_MAX_MEMORY_SIZE=1000):
+        response = await post_raw(client, "/v1/embeddings", orjson.dumps({"input": "x" * 5000}))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_non_json_content_type_is_415(client):
+    response = await post_raw(client, "/v1/embeddings", b"input=x", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+async def test_unknown_route_and_wrong_method_answer_json(client):
+    missing = await client.get("/v2/nothing")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = await client.get("/v1/embeddings")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"

@@ -1,0 +1,65 @@
+"""End to end: a real daphne server process on loopback, real clients, the real model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import cosines
+
+pytestmark = pytest.mark.e2e
+
+
+def model_stats(url: str) -> dict:
+    return httpx.get(f"{url}/info", timeout=10).json()["models"][0]
+
+
+async def test_200_concurrent_requests_are_batched_into_far_fewer_model_calls(embed_server, reference):
+    texts = [f"concurrent sentence {i}: the service batches request number {i}" for i in range(200)]
+    before = model_stats(embed_server.url)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=embed_server.url, limits=limits, timeout=60) as client:
+        responses = await asyncio.gather(*(client.get("/get_vector", params={"sentence": t}) for t in texts))
+    assert [r.status_code for r in responses] == [200] * 200
+    after = model_stats(embed_server.url)
+    calls = after["model_calls"] - before["model_calls"]
+    requests = after["stats"]["requests"] - before["stats"]["requests"]
+    assert requests == 200
+    assert calls <= 40, f"{calls} model calls for 200 requests: batching did not happen"
+    got = np.array([r.json()["vector"] for r in responses])
+    assert cosines(got, reference.encode(texts)).min() >= 0.9999
+    batch_sizes = [int(r.headers["x-batch-size"]) for r in responses]
+    assert max(batch_sizes) > 1
+
+
+def test_official_openai_client_gets_correct_embeddings_with_default_settings(embed_server, reference):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{embed_server.url}/v1", api_key="unused", max_retries=0)
+    texts = ["The Java system calls over HTTP.", "向量服务", "openai-python asks for base64 by default"]
+    result = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts)
+    got = np.array([item.embedding for item in result.data])
+    assert got.shape == (3, 384)
+    assert cosines(got, reference.encode(texts)).min() >= 0.9999
+    assert result.usage.prompt_tokens > 0
+    shortened = client.embeddings.create(model="all-MiniLM-L6-v2", input=texts[0], dimensions=128)
+    assert len(shortened.data[0].embedding) == 128
+
+
+def test_server_answers_json_errors_not_html(embed_server):
+    missing = httpx.get(f"{embed_server.url}/nothing-here", timeout=10)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    bad = httpx.post(
+        f"{embed_server.url}/v1/embeddings", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid_json"
+
+
+def test_admin_static_files_are_served_without_collectstatic(embed_server):
+    response = httpx.get(f"{embed_server.url}/static/admin/css/base.css", timeout=10)
+    assert response.status_code == 200
