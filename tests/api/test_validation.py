@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from django.test import AsyncClient, override_settings
 from django.conf import settings
+from django.test import AsyncClient, override_settings
 
 from vectors import conf
 
