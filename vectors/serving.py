@@ -65,9 +65,9 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
 
     def access(action: str, details: dict) -> None:
         if opts.access_log and action == "complete":
-            out.write(
-                f"{details.get('client')} {details.get('method')} {details.get('path')} {details.get('status')} {details.get('time_taken', 0) * 1000:.1f}ms\n"
-            )
+            took_ms = details.get("time_taken", 0) * 1000
+            line = f"{details.get('client')} {details.get('method')} {details.get('path')} {details.get('status')}"
+            out.write(f"{line} {took_ms:.1f}ms\n")
 
     class Runner(Server):
         def listen_success(self, port: object) -> None:
