@@ -63,8 +63,9 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
         file_descriptor=opts.fd,
     )
 
-    def access(action: str, details: dict) -> None:
-        if opts.access_log and action == "complete":
+    def access(protocol: str, action: str, details: dict) -> None:
+        # daphne calls action_logger(protocol, action, details) for "http" and "websocket" alike.
+        if opts.access_log and protocol == "http" and action == "complete":
             took_ms = details.get("time_taken", 0) * 1000
             line = f"{details.get('client')} {details.get('method')} {details.get('path')} {details.get('status')}"
             out.write(f"{line} {took_ms:.1f}ms\n")
