@@ -1,12 +1,11 @@
-"""Thin async views: validate -> await the shared core -> shape the response -> record it."""
+"""Thin async DRF views: each embedding endpoint adapts one function of vectors.api.endpoints."""
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import uuid
 from importlib.metadata import version
 
-import numpy as np
 from adrf.views import APIView
 from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -14,25 +13,21 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import __version__, conf, lifecycle, metrics
+from .. import __version__, conf, lifecycle
 from ..engine.errors import EngineStopped
-from . import core
+from . import accounting, core, endpoints
 from .errors import PayloadTooLarge
-from .serializers import (
-    EmbeddingsRequestSerializer,
-    EmbedRequestSerializer,
-    GetVectorQuerySerializer,
-    Inputs,
-    SimilarityRequestSerializer,
-)
+from .serializers import EmbeddingsRequestSerializer, EmbedRequestSerializer, SimilarityRequestSerializer
 
 VECTOR_LIST = serializers.ListField(child=serializers.FloatField())
+CLIENT_CLOSED = 499
 
 
 class EmbeddingView(APIView):
-    """Common flow of every embedding endpoint: limits, timing headers, metrics and logging."""
+    """Common flow of every embedding endpoint: limits, draining, timing headers, metrics and the log."""
 
     endpoint = "embed"
+    outcome: core.EmbedOutcome | None = None
 
     def initial(self, request: Request, *args: object, **kwargs: object) -> None:
         super().initial(request, *args, **kwargs)
@@ -48,41 +43,38 @@ class EmbeddingView(APIView):
             except RequestDataTooBig:
                 raise PayloadTooLarge(f"request body is larger than {limit} bytes") from None
 
-    async def run(self, job: core.EmbedJob) -> core.EmbedOutcome:
+    async def answer(self, handler: endpoints.Handler, data: object) -> Response:
         if lifecycle.is_draining():
             raise EngineStopped("the service is draining and takes no new work")
-        self.job = job
-        self.outcome = await core.embed(job)
-        return self.outcome
+        try:
+            result = await handler(data)
+        except asyncio.CancelledError:
+            self.account(CLIENT_CLOSED, "client_closed")
+            raise
+        self.outcome = result.outcome
+        return Response(result.payload)
 
     def finalize_response(self, request: Request, response: Response, *args: object, **kwargs: object) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
-        stopwatch = getattr(self, "stopwatch", None)
-        if stopwatch is None:
+        if getattr(self, "stopwatch", None) is None:
             return response
-        total_ms = stopwatch.ms()
-        outcome: core.EmbedOutcome | None = getattr(self, "outcome", None)
-        response["x-request-id"] = self.request_id
-        response["x-total-time"] = f"{total_ms:.2f}"
-        model = outcome.model if outcome else (getattr(getattr(self, "job", None), "model", None) or "")
-        if outcome is not None:
-            response["x-queue-time"] = f"{outcome.queue_ms:.2f}"
-            response["x-inference-time"] = f"{outcome.inference_ms:.2f}"
-            response["x-batch-size"] = str(outcome.batch_size)
-        metrics.observe_request(
-            self.endpoint, model, response.status_code, total_ms, outcome.queue_ms if outcome else None
-        )
+        total_ms = self.stopwatch.ms()
+        for key, value in accounting.timing_headers(self.request_id, total_ms, self.outcome):
+            response[key] = value
+        error = response.data.get("error") if isinstance(response.data, dict) else None
+        self.account(response.status_code, error.get("code", "") if isinstance(error, dict) else "", total_ms)
         return response
 
-
-def openai_item(index: int, row: np.ndarray, encoding: str) -> dict:
-    if encoding == "base64":
-        return {
-            "object": "embedding",
-            "index": index,
-            "embedding": base64.b64encode(row.astype("<f4").tobytes()).decode(),
-        }
-    return {"object": "embedding", "index": index, "embedding": row}
+    def account(self, status: int, error_code: str, total_ms: float | None = None) -> None:
+        accounting.account(
+            endpoint=self.endpoint,
+            status=status,
+            total_ms=self.stopwatch.ms() if total_ms is None else total_ms,
+            outcome=self.outcome,
+            error_code=error_code,
+            caller=str(getattr(self.request, "auth", None) or self.request.META.get("REMOTE_ADDR", "")),
+            request_id=self.request_id,
+        )
 
 
 class EmbeddingsView(EmbeddingView):
@@ -106,21 +98,7 @@ class EmbeddingsView(EmbeddingView):
         summary="Create embeddings (OpenAI contract)",
     )
     async def post(self, request: Request) -> Response:
-        params = EmbeddingsRequestSerializer(data=request.data)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
-        outcome = await self.run(
-            core.EmbedJob(data["input"], model=data.get("model"), truncate=True, dimensions=data.get("dimensions"))
-        )
-        encoding = data["encoding_format"]
-        return Response(
-            {
-                "object": "list",
-                "data": [openai_item(i, row, encoding) for i, row in enumerate(outcome.vectors)],
-                "model": outcome.model,
-                "usage": {"prompt_tokens": outcome.prompt_tokens, "total_tokens": outcome.prompt_tokens},
-            }
-        )
+        return await self.answer(endpoints.openai_embeddings, request.data)
 
 
 class EmbedView(EmbeddingView):
@@ -134,20 +112,7 @@ class EmbedView(EmbeddingView):
         summary="Embed (TEI contract)",
     )
     async def post(self, request: Request) -> Response:
-        params = EmbedRequestSerializer(data=request.data)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
-        outcome = await self.run(
-            core.EmbedJob(
-                data["inputs"],
-                model=data.get("model"),
-                truncate=data["truncate"],
-                normalize=data["normalize"],
-                dimensions=data.get("dimensions"),
-                param="inputs",
-            )
-        )
-        return Response(outcome.vectors)
+        return await self.answer(endpoints.tei_embed, request.data)
 
 
 class GetVectorView(EmbeddingView):
@@ -161,10 +126,7 @@ class GetVectorView(EmbeddingView):
         summary="One sentence's vector (write-up contract)",
     )
     async def get(self, request: Request) -> Response:
-        params = GetVectorQuerySerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        outcome = await self.run(core.EmbedJob(Inputs(texts=[params.validated_data["sentence"]]), param="sentence"))
-        return Response({"vector": outcome.vectors[0]})
+        return await self.answer(endpoints.get_vector, request.query_params)
 
 
 class SimilarityView(EmbeddingView):
@@ -176,18 +138,7 @@ class SimilarityView(EmbeddingView):
         request=SimilarityRequestSerializer, responses={200: serializers.ListField(child=serializers.FloatField())}
     )
     async def post(self, request: Request) -> Response:
-        params = SimilarityRequestSerializer(data=request.data)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
-        sentences = data["inputs"]["sentences"].texts
-        texts = [data["inputs"]["source_sentence"], *sentences]
-        outcome = await self.run(
-            core.EmbedJob(
-                Inputs(texts=texts), model=data.get("model"), truncate=data["truncate"], normalize=True, param="inputs"
-            )
-        )
-        scores = outcome.vectors[1:] @ outcome.vectors[0]
-        return Response([float(s) for s in scores])
+        return await self.answer(endpoints.similarity, request.data)
 
 
 class ModelsView(APIView):

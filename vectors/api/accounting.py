@@ -1,0 +1,36 @@
+"""After each embedding request: timing headers, Prometheus metrics and the request log, for both adapters."""
+
+from __future__ import annotations
+
+from .. import metrics
+from . import core
+
+
+def timing_headers(request_id: str, total_ms: float, outcome: core.EmbedOutcome | None) -> list[tuple[str, str]]:
+    """Return TEI-style timing headers (ms) plus the request id and batch size."""
+    headers = [("x-request-id", request_id), ("x-total-time", f"{total_ms:.2f}")]
+    if outcome is not None:
+        headers += [
+            ("x-queue-time", f"{outcome.queue_ms:.2f}"),
+            ("x-inference-time", f"{outcome.inference_ms:.2f}"),
+            ("x-batch-size", str(outcome.batch_size)),
+        ]
+    return headers
+
+
+def account(
+    *,
+    endpoint: str,
+    status: int,
+    total_ms: float,
+    outcome: core.EmbedOutcome | None,
+    model: str = "",
+    error_code: str = "",
+    caller: str = "",
+    request_id: str = "",
+    inputs: int = 0,
+) -> None:
+    """Record one answered request in metrics (and the request log); never raises into the request."""
+    metrics.observe_request(
+        endpoint, outcome.model if outcome else model, status, total_ms, outcome.queue_ms if outcome else None
+    )

@@ -1,0 +1,102 @@
+"""Embedding endpoints as plain async functions (validate -> core.embed -> payload), shared by both adapters.
+
+The DRF views (vectors.api.views) and the lean ASGI route (vectors.api.fastpath) are thin adapters over
+these functions: one implementation of each contract, one error table, one way to record a request.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import core
+from .serializers import (
+    EmbeddingsRequestSerializer,
+    EmbedRequestSerializer,
+    GetVectorQuerySerializer,
+    Inputs,
+    SimilarityRequestSerializer,
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful answer: the JSON payload and the outcome behind it (timings, model, tokens)."""
+
+    payload: object
+    outcome: core.EmbedOutcome
+
+
+def validated(serializer_class: type, data: object) -> dict:
+    """Validate `data` with a serializer; raise its ValidationError (mapped to 400) otherwise."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def openai_item(index: int, row: np.ndarray, encoding: str) -> dict:
+    if encoding == "base64":
+        return {
+            "object": "embedding",
+            "index": index,
+            "embedding": base64.b64encode(row.astype("<f4").tobytes()).decode(),
+        }
+    return {"object": "embedding", "index": index, "embedding": row}
+
+
+async def openai_embeddings(data: object) -> Answer:
+    """OpenAI `POST /v1/embeddings`."""
+    params = validated(EmbeddingsRequestSerializer, data)
+    outcome = await core.embed(
+        core.EmbedJob(params["input"], model=params.get("model"), truncate=True, dimensions=params.get("dimensions"))
+    )
+    encoding = params["encoding_format"]
+    payload = {
+        "object": "list",
+        "data": [openai_item(i, row, encoding) for i, row in enumerate(outcome.vectors)],
+        "model": outcome.model,
+        "usage": {"prompt_tokens": outcome.prompt_tokens, "total_tokens": outcome.prompt_tokens},
+    }
+    return Answer(payload, outcome)
+
+
+async def tei_embed(data: object) -> Answer:
+    """TEI `POST /embed`: a list of vectors."""
+    params = validated(EmbedRequestSerializer, data)
+    outcome = await core.embed(
+        core.EmbedJob(
+            params["inputs"],
+            model=params.get("model"),
+            truncate=params["truncate"],
+            normalize=params["normalize"],
+            dimensions=params.get("dimensions"),
+            param="inputs",
+        )
+    )
+    return Answer(outcome.vectors, outcome)
+
+
+async def get_vector(query: object) -> Answer:
+    """The write-up's `GET /get_vector?sentence=`: `{"vector": [...]}`."""
+    params = validated(GetVectorQuerySerializer, query)
+    outcome = await core.embed(core.EmbedJob(Inputs(texts=[params["sentence"]]), param="sentence"))
+    return Answer({"vector": outcome.vectors[0]}, outcome)
+
+
+async def similarity(data: object) -> Answer:
+    """Cosine of a source sentence against each sentence."""
+    params = validated(SimilarityRequestSerializer, data)
+    texts = [params["inputs"]["source_sentence"], *params["inputs"]["sentences"].texts]
+    outcome = await core.embed(
+        core.EmbedJob(
+            Inputs(texts=texts), model=params.get("model"), truncate=params["truncate"], normalize=True, param="inputs"
+        )
+    )
+    scores = outcome.vectors[1:] @ outcome.vectors[0]
+    return Answer([float(s) for s in scores], outcome)
+
+
+Handler = Callable[[object], Awaitable[Answer]]
