@@ -11,11 +11,13 @@ django_asgi = ASGIStaticFilesHandler(get_asgi_application())
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - needs Django set up first
 
+from vectors.api.fastpath import FastEmbeddingApp  # noqa: E402
 from vectors.routing import BrowserOriginValidator, allowed_origins, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi,
+        # The hot embedding routes skip Django's per-request machinery; everything else goes to Django.
+        "http": FastEmbeddingApp(django_asgi),
         # Browsers must come from an allowed host; server-side callers send no Origin (see BrowserOriginValidator).
         "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns), allowed_origins()),
     }

@@ -201,6 +201,7 @@ EMBEDDINGS = {
     "MAX_BODY_BYTES": EMBED_MAX_BODY_BYTES,
     "RETRY_AFTER_S": int(env_number("EMBED_RETRY_AFTER_S", 1)),
     "BENCH_VIEWS": env_bool("EMBED_BENCH_VIEWS", False),
+    "FAST_PATH": env_bool("EMBED_FAST_PATH", True),
     # Requests one WebSocket may have unanswered at once; more get an error frame (429 too_many_in_flight).
     "WS_MAX_INFLIGHT": int(env_number("EMBED_WS_MAX_INFLIGHT", 32)),
 }

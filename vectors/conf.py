@@ -23,6 +23,7 @@ class ApiLimits:
     retry_after_s: int
     bench_views: bool
     model_aliases: tuple[str, ...]
+    fast_path: bool
     ws_max_inflight: int = 32
 
 
@@ -41,6 +42,7 @@ def limits() -> ApiLimits:
         retry_after_s=cfg["RETRY_AFTER_S"],
         bench_views=cfg["BENCH_VIEWS"],
         model_aliases=tuple(cfg.get("MODEL_ALIASES", ())),
+        fast_path=cfg.get("FAST_PATH", True),
         ws_max_inflight=cfg.get("WS_MAX_INFLIGHT", 32),
     )
 

@@ -8,7 +8,6 @@ import base64
 import numpy as np
 import orjson
 import pytest
-from django.test import AsyncClient
 
 from tests.conftest import cosines
 
@@ -21,13 +20,9 @@ TEXTS = [
 ]
 
 
-@pytest.fixture
-def client() -> AsyncClient:
-    return AsyncClient()
 
-
-async def post(client: AsyncClient, path: str, body: object):
-    return await client.post(path, orjson.dumps(body), content_type="application/json")
+async def post(client, path: str, body: object):
+    return await client.post(path, orjson.dumps(body))
 
 
 def unit(rows: np.ndarray) -> np.ndarray:

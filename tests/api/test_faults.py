@@ -7,8 +7,6 @@ import threading
 import time
 
 import orjson
-import pytest
-from django.test import AsyncClient
 
 from vectors import conf
 from vectors.engine.config import BatcherConfig
@@ -35,10 +33,6 @@ def registry_with(batcher: BatcherConfig) -> Registry:
     config = type(base)(**{**base.__dict__, "batcher": batcher, "warmup": False})
     return Registry([config], make_encoder=PoisonedEncoder)
 
-
-@pytest.fixture
-def client() -> AsyncClient:
-    return AsyncClient()
 
 
 async def test_a_poisoned_input_fails_only_its_own_request(client, registry_override, reference):
@@ -74,7 +68,7 @@ async def test_full_queue_answers_429_with_retry_after_and_nothing_hangs(client,
             raise AssertionError("condition not reached")
 
         def send():
-            return asyncio.ensure_future(client.post("/v1/embeddings", body, content_type="application/json"))
+            return asyncio.ensure_future(client.post("/v1/embeddings", body))
 
         held = [send()]  # this one enters the model and stays there, at the gate
         await wait_until(
@@ -83,7 +77,7 @@ async def test_full_queue_answers_429_with_retry_after_and_nothing_hangs(client,
         held += [send() for _ in range(3)]  # these fill the queue to its bound
         await wait_until(lambda: batcher.queued_inputs == 3)
         started = time.perf_counter()
-        refused = await client.post("/v1/embeddings", body, content_type="application/json")
+        refused = await client.post("/v1/embeddings", body)
         assert time.perf_counter() - started < 1.0
         assert refused.status_code == 429
         assert refused["Retry-After"] == "1"

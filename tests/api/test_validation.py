@@ -5,14 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 from django.conf import settings
-from django.test import AsyncClient, override_settings
+from django.test import override_settings
 
 from vectors import conf
-
-
-@pytest.fixture
-def client() -> AsyncClient:
-    return AsyncClient()
 
 
 def model_calls() -> int:
@@ -20,8 +15,8 @@ def model_calls() -> int:
     return engine.encoder.model_calls
 
 
-async def post_raw(client: AsyncClient, path: str, raw: bytes, content_type: str = "application/json"):
-    return await client.post(path, raw, content_type=content_type)
+async def post_raw(client, path: str, raw: bytes, content_type: str = "application/json"):
+    return await client.post(path, raw, content_type)
 
 
 BAD_OPENAI = [

@@ -1,0 +1,188 @@
+"""A lean ASGI route for the hottest embedding endpoints, in front of Django's handler.
+
+Same endpoint functions, serializers, error table and accounting as the DRF views; it only skips
+Django's per-request machinery (middleware, signals and their thread hops, content negotiation),
+which on a 2-core machine competes with the model for the same cores. Everything else falls through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import urllib.parse
+import uuid
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from .. import conf, lifecycle
+from ..engine.errors import EngineStopped
+from . import accounting, core, endpoints
+from .errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType, as_api_error
+
+logger = logging.getLogger(__name__)
+
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+CLIENT_CLOSED = 499
+
+# (method, path) -> (endpoint name for metrics and the log, handler, takes a JSON body)
+ROUTES: dict[tuple[str, str], tuple[str, endpoints.Handler, bool]] = {
+    ("POST", "/v1/embeddings"): ("openai", endpoints.openai_embeddings, True),
+    ("POST", "/embed"): ("tei", endpoints.tei_embed, True),
+    ("POST", "/similarity"): ("similarity", endpoints.similarity, True),
+    ("GET", "/get_vector"): ("get_vector", endpoints.get_vector, False),
+    ("GET", "/get_vector_simple"): ("get_vector", endpoints.get_vector, False),
+    ("GET", "/get_vector_async"): ("get_vector", endpoints.get_vector, False),
+}
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+def parse_json(body: bytes) -> object:
+    """Parse a JSON body like DRF's JSONParser would (empty body = empty object)."""
+    if not body.strip():
+        return {}
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    # orjson refuses some inputs the stdlib takes (lone surrogate escapes); let validation name those.
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_query(raw: bytes) -> dict[str, str]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    return dict(urllib.parse.parse_qsl(text, keep_blank_values=True, errors="surrogateescape"))
+
+
+def header(scope: dict, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def read_body(scope: dict, receive: Receive, limit: int) -> bytes:
+    declared = header(scope, b"content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body has {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class FastEmbeddingApp:
+    """ASGI app: answer the hot embedding routes directly, hand everything else to `fallback`."""
+
+    def __init__(self, fallback: Callable[[dict, Receive, Send], Awaitable[None]]) -> None:
+        self.fallback = fallback
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        route = ROUTES.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
+        if route is None or not conf.limits().fast_path:
+            await self.fallback(scope, receive, send)
+            return
+        await self.handle(route, scope, receive, send)
+
+    async def handle(self, route: tuple, scope: dict, receive: Receive, send: Send) -> None:
+        endpoint, handler, takes_body = route
+        stopwatch = core.Stopwatch()
+        request_id = header(scope, b"x-request-id") or uuid.uuid4().hex
+        outcome: core.EmbedOutcome | None = None
+        caller = (scope.get("client") or ("",))[0] or ""
+        watcher: asyncio.Task | None = None
+        try:
+            if takes_body:
+                content_type = header(scope, b"content-type")
+                if content_type and "json" not in content_type.lower():
+                    raise UnsupportedMediaType(f"unsupported media type {content_type!r}; send application/json")
+                data = parse_json(await read_body(scope, receive, conf.limits().max_body_bytes))
+            else:
+                data = parse_query(scope.get("query_string", b""))
+            if lifecycle.is_draining():
+                raise EngineStopped("the service is draining and takes no new work")
+            watcher = asyncio.ensure_future(watch_disconnect(receive, asyncio.current_task()))
+            answer = await handler(data)
+            outcome = answer.outcome
+            status, payload, extra = 200, answer.payload, []
+        except (ClientGone, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not (watcher and watcher.done()):
+                raise  # cancelled by the server itself, not by a departed client
+            accounting.account(
+                endpoint=endpoint,
+                status=CLIENT_CLOSED,
+                total_ms=stopwatch.ms(),
+                outcome=None,
+                error_code="client_closed",
+                caller=caller,
+                request_id=request_id,
+            )
+            return
+        except Exception as exc:  # noqa: BLE001 - every error becomes the JSON envelope, never a traceback
+            err = as_api_error(exc)
+            if err is None:
+                logger.exception("unhandled error on %s", scope.get("path"))
+                err = InternalError()
+            status, payload, extra = err.status_code, err.envelope(), error_headers(err)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        total_ms = stopwatch.ms()
+        body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        headers += [(k.encode(), v.encode()) for k, v in accounting.timing_headers(request_id, total_ms, outcome)]
+        headers += [(k.encode(), v.encode()) for k, v in extra]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        error = payload.get("error") if status != 200 and isinstance(payload, dict) else None
+        accounting.account(
+            endpoint=endpoint,
+            status=status,
+            total_ms=total_ms,
+            outcome=outcome,
+            error_code=error.get("code", "") if isinstance(error, dict) else "",
+            caller=caller,
+            request_id=request_id,
+        )
+
+
+def error_headers(err: ApiError) -> list[tuple[str, str]]:
+    return [("retry-after", str(err.retry_after_s))] if err.retry_after_s is not None else []
+
+
+async def watch_disconnect(receive: Receive, task: asyncio.Task | None) -> None:
+    """Cancel `task` when the client disconnects while its request is being answered."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if task is not None:
+                task.cancel()
+            return
