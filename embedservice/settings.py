@@ -204,4 +204,15 @@ EMBEDDINGS = {
     "FAST_PATH": env_bool("EMBED_FAST_PATH", True),
     # Requests one WebSocket may have unanswered at once; more get an error frame (429 too_many_in_flight).
     "WS_MAX_INFLIGHT": int(env_number("EMBED_WS_MAX_INFLIGHT", 32)),
+    # Request log (vectors.recorder): rows wait in a bounded buffer; one thread bulk-inserts them.
+    "LOG_REQUESTS": env_bool("EMBED_LOG_REQUESTS", True),
+    "LOG_BUFFER_ROWS": int(env_number("EMBED_LOG_BUFFER_ROWS", 10_000)),
+    "LOG_FLUSH_ROWS": int(env_number("EMBED_LOG_FLUSH_ROWS", 500)),
+    "LOG_FLUSH_MS": env_number("EMBED_LOG_FLUSH_MS", 1000.0, float),
+    "LOG_RETRY_MAX_MS": env_number("EMBED_LOG_RETRY_MAX_MS", 30_000.0, float),
+    "LOG_STOP_TIMEOUT_S": env_number("EMBED_LOG_STOP_TIMEOUT_S", 5.0, float),
+    "LOG_TEXT": env_bool("EMBED_LOG_TEXT", False),
+    "LOG_MAX_ROWS": int(env_number("EMBED_LOG_MAX_ROWS", 0)),
+    # Set when `serve` runs several worker processes: /metrics then adds up every worker's figures.
+    "PROMETHEUS_MULTIPROC_DIR": env.get("PROMETHEUS_MULTIPROC_DIR", ""),
 }

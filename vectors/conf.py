@@ -27,8 +27,54 @@ class ApiLimits:
     ws_max_inflight: int = 32
 
 
+@dataclass(frozen=True)
+class LogConfig:
+    """How the request log is written (vectors.recorder) and bounded.
+
+    enabled: log one RequestLog row per request at all.
+    buffer_rows: rows that may wait for the database; past it new rows are dropped and counted,
+        so a dead database costs bounded memory instead of the service.
+    flush_rows / flush_ms: the writer inserts as soon as this many rows wait, or at the latest
+        after this long: bigger batches are cheaper per row, rows show up later.
+    retry_max_ms: longest pause between attempts while the database is busy or down.
+    stop_timeout_s: how long a normal stop may wait for the last rows to reach the database.
+    log_text: keep a truncated copy of the first input (off: inputs may be private).
+    max_rows: keep at most this many rows (oldest go first); 0 = no bound.
+    """
+
+    enabled: bool = True
+    buffer_rows: int = 10_000
+    flush_rows: int = 500
+    flush_ms: float = 1000.0
+    retry_max_ms: float = 30_000.0
+    stop_timeout_s: float = 5.0
+    log_text: bool = False
+    max_rows: int = 0
+    database: str = "default"
+
+
 def embeddings() -> dict:
     return settings.EMBEDDINGS
+
+
+def log_config() -> LogConfig:
+    """Return the request-log settings."""
+    cfg = embeddings()
+    return LogConfig(
+        enabled=cfg.get("LOG_REQUESTS", True),
+        buffer_rows=cfg.get("LOG_BUFFER_ROWS", 10_000),
+        flush_rows=cfg.get("LOG_FLUSH_ROWS", 500),
+        flush_ms=cfg.get("LOG_FLUSH_MS", 1000.0),
+        retry_max_ms=cfg.get("LOG_RETRY_MAX_MS", 30_000.0),
+        stop_timeout_s=cfg.get("LOG_STOP_TIMEOUT_S", 5.0),
+        log_text=cfg.get("LOG_TEXT", False),
+        max_rows=cfg.get("LOG_MAX_ROWS", 0),
+    )
+
+
+def metrics_multiproc_dir() -> str:
+    """Return the prometheus_client multiprocess directory ('' when one process serves)."""
+    return embeddings().get("PROMETHEUS_MULTIPROC_DIR", "")
 
 
 @lru_cache(maxsize=1)
