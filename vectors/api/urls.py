@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from .. import conf
 from . import views
 from .metrics_view import metrics_view
 
@@ -18,3 +19,12 @@ urlpatterns = [
     path("ready", views.ReadyView.as_view(), name="ready"),
     path("metrics", metrics_view, name="metrics"),
 ]
+
+if conf.limits().bench_views:
+    # The write-up's two designs, for `manage.py benchmark --compare` only (EMBED_BENCH_VIEWS=1).
+    from . import bench_views
+
+    urlpatterns += [
+        path("bench/get_vector_sync", bench_views.get_vector_sync, name="bench-get-vector-sync"),
+        path("bench/get_vector_async", bench_views.get_vector_async, name="bench-get-vector-async"),
+    ]
