@@ -7,14 +7,15 @@ import base64
 import importlib
 import inspect
 import logging
+import uuid
 
 import numpy as np
 import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from . import conf, lifecycle, metrics
-from .api import core
+from . import conf, lifecycle
+from .api import accounting, core
 from .api.errors import ApiError, InternalError, InvalidRequest, Overloaded, PayloadTooLarge, Unauthorized, as_api_error
 from .api.serializers import EmbeddingsRequestSerializer
 from .engine.errors import EngineError, EngineStopped
@@ -179,7 +180,7 @@ class EmbedConsumer(AsyncJsonWebsocketConsumer):
             if err is None:
                 raise
             await self.send_json(error_frame(echoed_id(content), err))
-            self._observe(content.get("model"), err.status_code, stopwatch, None)
+            self._record(content.get("model"), stopwatch, err.status_code, err.code)
             return
         data = params.validated_data
         job = core.EmbedJob(data["input"], model=data.get("model"), truncate=True, dimensions=data.get("dimensions"))
@@ -207,29 +208,45 @@ class EmbedConsumer(AsyncJsonWebsocketConsumer):
                     "batch_size": outcome.batch_size,
                 },
             }
-            status = 200
+            status, code = 200, ""
         except asyncio.CancelledError:
-            self._observe(job.model, STATUS_CLIENT_GONE, stopwatch, None)
+            self._record(job.model, stopwatch, STATUS_CLIENT_GONE, "client_closed", inputs=len(job.inputs))
             raise
         except Exception as exc:
             err = as_api_error(exc)
             if err is None:
                 logger.exception("unhandled error answering a WebSocket frame", exc_info=exc)
                 err = InternalError()
-            answer, status = error_frame(ident, err), err.status_code
+            answer, status, code = error_frame(ident, err), err.status_code, err.code
         await self.send_json(answer)
-        self._observe(outcome.model if outcome else job.model, status, stopwatch, outcome)
+        self._record(job.model, stopwatch, status, code, outcome, len(job.inputs))
 
     def _task_done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("WebSocket request task failed", exc_info=task.exception())
 
-    def _observe(
-        self, model: object, status: int, stopwatch: core.Stopwatch, outcome: core.EmbedOutcome | None
+    def _record(
+        self,
+        model: object,
+        stopwatch: core.Stopwatch,
+        status: int,
+        error_code: str,
+        outcome: core.EmbedOutcome | None = None,
+        inputs: int = 0,
     ) -> None:
-        metrics.observe_request(
-            self.endpoint, metric_model(model), status, stopwatch.ms(), outcome.queue_ms if outcome else None
+        """Account one message as the HTTP views account one request: metrics and the request log."""
+        client = self.scope.get("client") or ("",)
+        accounting.account(
+            endpoint=self.endpoint,
+            status=status,
+            total_ms=stopwatch.ms(),
+            outcome=outcome,
+            model=metric_model(model),
+            error_code=error_code,
+            caller=self.identity or str(client[0] or ""),
+            request_id=uuid.uuid4().hex,
+            inputs=inputs,
         )
 
     # -- API keys -------------------------------------------------------------------------

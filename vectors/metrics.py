@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 from .engine.batcher import BatchStats
 
@@ -24,7 +24,46 @@ INFERENCE_SECONDS = Histogram(
 BATCH_SIZE = Histogram("embed_batch_size", "Texts per model call", ["model"], buckets=BATCH_BUCKETS)
 MODEL_CALLS = Counter("embed_model_calls", "Model calls (batches) run", ["model"])
 TEXTS = Counter("embed_texts", "Texts encoded", ["model"])
-QUEUE_DEPTH = Gauge("embed_queue_inputs", "Texts waiting for a batch", ["model"])
+QUEUE_DEPTH = Gauge("embed_queue_inputs", "Texts waiting for a batch", ["model"], multiprocess_mode="livesum")
+
+# The request-log recorder (vectors.recorder): the admin dashboard shows these same figures.
+LOG_BUFFER = Gauge(
+    "embed_log_buffer_rows", "Request-log rows waiting to be written to the database", multiprocess_mode="livesum"
+)
+LOG_WRITTEN = Counter("embed_log_rows_written", "Request-log rows written to the database")
+LOG_DROPPED = Counter(
+    "embed_log_rows_dropped", "Request-log rows lost: buffer_full, rejected, stopped or write_error", ["reason"]
+)
+LOG_FLUSH_FAILURES = Counter("embed_log_flush_failures", "Failed attempts to write a batch of request-log rows")
+
+
+def registry(multiproc_dir: str = "") -> CollectorRegistry:
+    """Return what /metrics exposes: this process, or every worker's files when `multiproc_dir` is set."""
+    if not multiproc_dir:
+        return REGISTRY
+    combined = CollectorRegistry()
+    multiprocess.MultiProcessCollector(combined, path=multiproc_dir)
+    return combined
+
+
+def recorder_totals(multiproc_dir: str = "") -> dict[str, float]:
+    """Return the recorder's figures (all workers together when multiprocess): buffered, written, failures, dropped."""
+    totals: dict[str, float] = {"buffered": 0.0, "written": 0.0, "flush_failures": 0.0, "dropped": 0.0}
+    names = {
+        "embed_log_buffer_rows": "buffered",
+        "embed_log_rows_written_total": "written",
+        "embed_log_flush_failures_total": "flush_failures",
+        "embed_log_rows_dropped_total": "dropped",
+    }
+    for family in registry(multiproc_dir).collect():
+        for sample in family.samples:
+            key = names.get(sample.name)
+            if key is not None:
+                totals[key] += sample.value
+                if key == "dropped":
+                    reason = f"dropped_{sample.labels.get('reason', '')}"
+                    totals[reason] = totals.get(reason, 0.0) + sample.value
+    return totals
 
 
 def observe_batch(model: str, stats: BatchStats) -> None:

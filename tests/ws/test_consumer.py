@@ -281,3 +281,22 @@ async def test_handshake_from_a_foreign_browser_origin_is_refused(origin, accept
     ok, _ = await socket.connect(timeout=WAIT_S)
     assert ok is accepted
     await socket.disconnect()
+
+
+# -- accounting ----------------------------------------------------------------------------
+
+
+async def test_each_message_is_accounted_like_an_http_request(monkeypatch):
+    calls = []
+    monkeypatch.setattr(consumers.accounting, "account", lambda **row: calls.append(row))
+    socket = await connected()
+    await socket.send_json_to({"id": 1, "input": ["one", "two"]})
+    await answer(socket)
+    await socket.send_json_to({"id": 2, "input": 3})
+    await answer(socket)
+    await socket.disconnect()
+    good, bad = calls
+    assert good["endpoint"] == bad["endpoint"] == "ws"
+    assert good["status"] == 200 and good["outcome"].model == "all-MiniLM-L6-v2" and good["inputs"] == 2
+    assert bad["status"] == 400 and bad["error_code"] == "invalid_request" and bad["outcome"] is None
+    assert good["request_id"] != bad["request_id"] and good["total_ms"] > 0

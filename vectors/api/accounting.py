@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .. import metrics
+import uuid
+
+from .. import metrics, recorder
 from . import core
 
 
@@ -33,4 +35,19 @@ def account(
     """Record one answered request in metrics (and the request log); never raises into the request."""
     metrics.observe_request(
         endpoint, outcome.model if outcome else model, status, total_ms, outcome.queue_ms if outcome else None
+    )
+    recorder.add_request(
+        request_id=request_id or uuid.uuid4().hex,
+        endpoint=endpoint,
+        model=outcome.model if outcome else model,
+        caller=caller,
+        status=status,
+        total_ms=total_ms,
+        error_code=error_code,
+        inputs=len(outcome.vectors) if outcome else inputs,
+        tokens=outcome.prompt_tokens if outcome else 0,
+        queue_ms=outcome.queue_ms if outcome else None,
+        inference_ms=outcome.inference_ms if outcome else None,
+        batch_size=outcome.batch_size if outcome else None,
+        text=outcome.first_text if outcome else "",
     )

@@ -35,6 +35,7 @@ class EmbedOutcome:
     queue_ms: float
     inference_ms: float
     batch_size: int
+    first_text: str = ""  # for the request log's optional text sample (EMBED_LOG_TEXT)
 
 
 def engine_for(model: str | None) -> Engine:
@@ -74,7 +75,9 @@ async def embed(job: EmbedJob) -> EmbedOutcome:
     used = [min(count, limit) for count in counts]
     result = await engine.batcher().submit(texts, used)
     vectors = shape(result.rows, encoder.normalizes if job.normalize is None else job.normalize, job.dimensions)
-    return EmbedOutcome(vectors, engine.name, sum(used), result.queue_ms, result.inference_ms, result.batch_size)
+    return EmbedOutcome(
+        vectors, engine.name, sum(used), result.queue_ms, result.inference_ms, result.batch_size, texts[0]
+    )
 
 
 def _decode_tokens(arrays: list[list[int]], encoder: object, param: str) -> list[str]:
