@@ -1,0 +1,64 @@
+"""Keep the request log bounded: delete rows past an age, or past a row count (oldest first)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from .models import RequestLog
+
+CHUNK_ROWS = 10_000  # rows per DELETE: short transactions, so the log writer is never starved
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_age(text: str) -> timedelta:
+    """Parse an age like `90s`, `30m`, `12h`, `7d` or `2w`.
+
+    Raises:
+        ValueError: the text is not a positive number followed by one of s, m, h, d, w.
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not an age like 90s, 30m, 12h, 7d or 2w")
+    return timedelta(**{UNITS[match.group(2)]: float(match.group(1))})
+
+
+def count_older_than(age: timedelta, *, using: str = "default", now: datetime | None = None) -> int:
+    cutoff = (now or timezone.now()) - age
+    return RequestLog.objects.using(using).filter(created_at__lt=cutoff).count()
+
+
+def prune_older_than(age: timedelta, *, using: str = "default", now: datetime | None = None) -> int:
+    """Delete rows older than `age`, a chunk at a time; return how many went."""
+    cutoff = (now or timezone.now()) - age
+    rows = RequestLog.objects.using(using)
+    deleted = 0
+    while True:
+        chunk = rows.filter(created_at__lt=cutoff).order_by("created_at").values("pk")[:CHUNK_ROWS]
+        count, _ = rows.filter(pk__in=chunk).delete()
+        deleted += count
+        if count < CHUNK_ROWS:
+            return deleted
+
+
+def excess_rows(max_rows: int, *, using: str = "default") -> int | None:
+    """Return the id of the newest row past the `max_rows` newest (None when within the bound)."""
+    ids = RequestLog.objects.using(using).order_by("-pk").values_list("pk", flat=True)
+    return next(iter(ids[max_rows : max_rows + 1]), None)
+
+
+def trim_to(max_rows: int, *, using: str = "default") -> int:
+    """Delete the oldest rows (by insertion order) until at most `max_rows` remain; return how many went."""
+    cutoff = excess_rows(max_rows, using=using)
+    if cutoff is None:
+        return 0
+    rows = RequestLog.objects.using(using)
+    deleted = 0
+    while True:
+        chunk = rows.filter(pk__lte=cutoff).order_by("pk").values("pk")[:CHUNK_ROWS]
+        count, _ = rows.filter(pk__in=chunk).delete()
+        deleted += count
+        if count < CHUNK_ROWS:
+            return deleted
