@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_api_key",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
@@ -202,6 +203,10 @@ EMBEDDINGS = {
     "RETRY_AFTER_S": int(env_number("EMBED_RETRY_AFTER_S", 1)),
     "BENCH_VIEWS": env_bool("EMBED_BENCH_VIEWS", False),
     "FAST_PATH": env_bool("EMBED_FAST_PATH", True),
+    "REQUIRE_API_KEY": env_bool("EMBED_REQUIRE_API_KEY", False),
+    "API_KEY_CACHE_S": env_number("EMBED_API_KEY_CACHE_S", 30.0, float),
+    "RATE_LIMIT_PER_KEY": env_number("EMBED_RATE_LIMIT_PER_KEY", 0.0, float),
+    "RATE_LIMIT_BURST": int(env_number("EMBED_RATE_LIMIT_BURST", 0)),
     # Requests one WebSocket may have unanswered at once; more get an error frame (429 too_many_in_flight).
     "WS_MAX_INFLIGHT": int(env_number("EMBED_WS_MAX_INFLIGHT", 32)),
     # Request log (vectors.recorder): rows wait in a bounded buffer; one thread bulk-inserts them.

@@ -24,6 +24,10 @@ class ApiLimits:
     bench_views: bool
     model_aliases: tuple[str, ...]
     fast_path: bool
+    require_api_key: bool
+    api_key_cache_s: float
+    rate_limit_per_key: float
+    rate_limit_burst: int
     ws_max_inflight: int = 32
 
 
@@ -89,6 +93,10 @@ def limits() -> ApiLimits:
         bench_views=cfg["BENCH_VIEWS"],
         model_aliases=tuple(cfg.get("MODEL_ALIASES", ())),
         fast_path=cfg.get("FAST_PATH", True),
+        require_api_key=cfg.get("REQUIRE_API_KEY", False),
+        api_key_cache_s=cfg.get("API_KEY_CACHE_S", 30.0),
+        rate_limit_per_key=cfg.get("RATE_LIMIT_PER_KEY", 0.0),
+        rate_limit_burst=cfg.get("RATE_LIMIT_BURST", 0),
         ws_max_inflight=cfg.get("WS_MAX_INFLIGHT", 32),
     )
 

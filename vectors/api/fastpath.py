@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from .. import conf, lifecycle
+from .. import auth, conf, lifecycle
 from ..engine.errors import EngineStopped
 from . import accounting, core, endpoints
 from .errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType, as_api_error
@@ -116,6 +116,7 @@ class FastEmbeddingApp:
         caller = (scope.get("client") or ("",))[0] or ""
         watcher: asyncio.Task | None = None
         try:
+            caller = await auth.authorize(header(scope, b"authorization")) or caller
             if takes_body:
                 content_type = header(scope, b"content-type")
                 if content_type and "json" not in content_type.lower():

@@ -13,7 +13,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import __version__, conf, lifecycle
+from .. import __version__, auth, conf, lifecycle
 from ..engine.errors import EngineStopped
 from . import accounting, core, endpoints
 from .errors import PayloadTooLarge
@@ -28,6 +28,7 @@ class EmbeddingView(APIView):
 
     endpoint = "embed"
     outcome: core.EmbedOutcome | None = None
+    caller: str | None = None
 
     def initial(self, request: Request, *args: object, **kwargs: object) -> None:
         super().initial(request, *args, **kwargs)
@@ -44,6 +45,7 @@ class EmbeddingView(APIView):
                 raise PayloadTooLarge(f"request body is larger than {limit} bytes") from None
 
     async def answer(self, handler: endpoints.Handler, data: object) -> Response:
+        self.caller = await auth.authorize(self.request.headers.get("Authorization"))
         if lifecycle.is_draining():
             raise EngineStopped("the service is draining and takes no new work")
         try:
@@ -72,7 +74,7 @@ class EmbeddingView(APIView):
             total_ms=self.stopwatch.ms() if total_ms is None else total_ms,
             outcome=self.outcome,
             error_code=error_code,
-            caller=str(getattr(self.request, "auth", None) or self.request.META.get("REMOTE_ADDR", "")),
+            caller=self.caller or self.request.META.get("REMOTE_ADDR", ""),
             request_id=self.request_id,
         )
 
@@ -146,6 +148,7 @@ class ModelsView(APIView):
 
     @extend_schema(responses={200: serializers.DictField()})
     async def get(self, request: Request) -> Response:
+        await auth.authorize(request.headers.get("Authorization"))
         registry = conf.get_registry()
         return Response(
             {

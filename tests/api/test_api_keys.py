@@ -1,0 +1,86 @@
+"""API keys: required in production settings; Bearer header; hashed at rest; wrong/missing/revoked -> 401."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.test import override_settings
+from rest_framework_api_key.models import APIKey
+
+from vectors import auth, ratelimit
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    auth.forget_keys()
+    ratelimit.reset()
+    yield
+    auth.forget_keys()
+    ratelimit.reset()
+
+
+def keys_required(**extra):
+    return override_settings(EMBEDDINGS={**settings.EMBEDDINGS, "REQUIRE_API_KEY": True, **extra})
+
+
+async def get(client, key: str | None):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if hasattr(client.client, "defaults"):  # Django's AsyncClient
+        r = await client.client.get("/get_vector", {"sentence": "keyed"}, headers=headers)
+        return r.status_code, r.json(), dict(r.headers)
+    r = await client.client.get("/get_vector", params={"sentence": "keyed"}, headers=headers)
+    return r.status_code, r.json(), dict(r.headers)
+
+
+async def test_missing_wrong_and_revoked_keys_get_401_and_a_valid_key_passes(client):
+    from asgiref.sync import sync_to_async
+
+    _, raw = await sync_to_async(APIKey.objects.create_key)(name="java-batch")
+    with keys_required():
+        status, body, _ = await get(client, None)
+        assert status == 401 and body["error"]["type"] == "authentication_error"
+        status, body, _ = await get(client, "not-a-key")
+        assert status == 401
+        status, body, _ = await get(client, raw[:-1] + ("x" if raw[-1] != "x" else "y"))
+        assert status == 401
+        status, body, _ = await get(client, raw)
+        assert status == 200 and len(body["vector"]) == 384
+        await sync_to_async(call_command)("apikey", "revoke", "java-batch")
+        status, body, _ = await get(client, raw)
+        assert status == 401
+
+
+async def test_keys_are_optional_in_development_settings(client):
+    status, _, _ = await get(client, None)
+    assert status == 200
+
+
+async def test_per_key_rate_limit_answers_429_with_retry_after(client):
+    from asgiref.sync import sync_to_async
+
+    _, raw = await sync_to_async(APIKey.objects.create_key)(name="greedy")
+    with keys_required(RATE_LIMIT_PER_KEY=0.5, RATE_LIMIT_BURST=2):
+        statuses = [(await get(client, raw))[0] for _ in range(2)]
+        status, body, headers = await get(client, raw)
+    assert statuses == [200, 200]
+    assert status == 429 and body["error"]["code"] == "rate_limited"
+    assert int({k.lower(): v for k, v in headers.items()}["retry-after"]) >= 1
+
+
+def test_the_raw_key_is_stored_nowhere_and_logged_nowhere(capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    call_command("apikey", "create", "audited")
+    printed = capsys.readouterr().out
+    raw = printed.strip().splitlines()[-1]
+    key = APIKey.objects.get(name="audited")
+    assert raw not in key.hashed_key and key.hashed_key.startswith("sha512$$")
+    for row in APIKey.objects.values_list(flat=False):
+        assert all(raw not in str(value) for value in row)
+    assert raw not in caplog.text
+    call_command("apikey", "list")
+    assert raw not in capsys.readouterr().out
