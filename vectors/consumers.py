@@ -8,6 +8,7 @@ import importlib
 import inspect
 import logging
 import uuid
+from types import ModuleType
 
 import numpy as np
 import orjson
@@ -28,23 +29,41 @@ STATUS_CLIENT_GONE = 499
 MAX_ID_CHARS = 256
 
 
+def optional_module(name: str) -> ModuleType | None:
+    """Return `vectors.<name>`, or None while that module does not exist."""
+    qualified = f"{__package__}.{name}"
+    try:
+        return importlib.import_module(qualified)
+    except ModuleNotFoundError as exc:
+        if exc.name != qualified:
+            raise  # the module exists but cannot import something of its own
+        return None
+
+
 async def check_api_key(raw: str | None) -> str | None:
     """Return the key's identity via `vectors.auth.check_api_key`; keys are not required when that module is absent.
 
     The auth module raises (an exception the error table maps to 401) to refuse a key.
     """
-    name = f"{__package__}.auth"
-    try:
-        auth = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise  # the auth module exists but cannot import something of its own
+    auth = optional_module("auth")
+    if auth is None:
         return None
     check = auth.check_api_key
     if inspect.iscoroutinefunction(check):
         return await check(raw)
     # A sync check may read API keys from the database: cross over the ORM wrapper.
     return await database_sync_to_async(check)(raw)
+
+
+def check_rate(identity: str | None) -> None:
+    """Take one message from the key's rate bucket (`vectors.ratelimit`), as HTTP takes one per request.
+
+    Raises:
+        ApiError: the key is over its rate (429 with retry_after_s).
+    """
+    ratelimit = optional_module("ratelimit")
+    if identity is not None and ratelimit is not None:
+        ratelimit.check_rate(identity)
 
 
 def bearer_token(scope: dict) -> str | None:
@@ -167,6 +186,7 @@ class EmbedConsumer(AsyncJsonWebsocketConsumer):
             ident = frame_id(content)
             if not self.authenticated:
                 raise Unauthorized('send {"type": "auth", "api_key": "..."} or an Authorization header first')
+            check_rate(self.identity)
             limit = conf.limits().ws_max_inflight
             if len(self.tasks) >= limit:
                 raise Overloaded(

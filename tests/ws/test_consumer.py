@@ -228,8 +228,7 @@ def keys_required(monkeypatch):
     monkeypatch.setattr(vectors, "auth", module, raising=False)
 
 
-async def test_without_an_auth_module_no_key_is_needed():
-    assert "vectors.auth" not in sys.modules or pytest.skip("a real vectors.auth exists now")
+async def test_no_key_is_needed_while_keys_are_not_required():
     assert await consumers.check_api_key(None) is None
 
 
@@ -266,6 +265,33 @@ async def test_wrong_key_in_an_auth_frame_gets_401_and_the_socket_closes(keys_re
     assert reply["status"] == 401 and reply["error"]["type"] == "authentication_error"
     closed = await socket.receive_output(timeout=WAIT_S)
     assert closed["type"] == "websocket.close" and closed["code"] == consumers.CLOSE_UNAUTHORIZED
+
+
+async def test_frames_over_the_keys_rate_get_429_with_retry_after(keys_required, monkeypatch, reference):
+    import vectors
+    from vectors.api.errors import Overloaded
+
+    taken = []
+    module = types.ModuleType("vectors.ratelimit")
+
+    def check_rate(name: str) -> None:
+        taken.append(name)
+        if len(taken) > 1:
+            err = Overloaded(f"API key {name!r} is over its rate", code="rate_limited")
+            err.retry_after_s = 2
+            raise err
+
+    module.check_rate = check_rate
+    monkeypatch.setitem(sys.modules, "vectors.ratelimit", module)
+    monkeypatch.setattr(vectors, "ratelimit", module, raising=False)
+    socket = await connected([(b"authorization", b"Bearer good-key")])
+    await socket.send_json_to({"id": 1, "input": "first"})
+    assert "embeddings" in await answer(socket)
+    await socket.send_json_to({"id": 2, "input": "second"})
+    refused = await answer(socket)
+    await socket.disconnect()
+    assert refused["id"] == 2 and refused["status"] == 429 and refused["retry_after_s"] == 2
+    assert refused["error"]["code"] == "rate_limited" and taken == ["svc-a", "svc-a"]
 
 
 # -- Origin --------------------------------------------------------------------------------
