@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import conf
@@ -38,6 +39,21 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+TEXTS_SCHEMA = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
+TOKENS_SCHEMA = {
+    "oneOf": [
+        *TEXTS_SCHEMA["oneOf"],
+        {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+        {
+            "type": "array",
+            "items": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+            "minItems": 1,
+        },
+    ]
+}
+
+
+@extend_schema_field(TEXTS_SCHEMA)
 class InputsField(serializers.Field):
     """A text, a list of texts, or (OpenAI only) token-id arrays."""
 
@@ -85,6 +101,14 @@ class InputsField(serializers.Field):
         return value
 
 
+@extend_schema_field(TOKENS_SCHEMA)
+class TokenInputsField(InputsField):
+    """InputsField that also takes token-id arrays (OpenAI)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(allow_tokens=True, **kwargs)
+
+
 class StrictBooleanField(serializers.BooleanField):
     """A JSON boolean only; DRF's own would take "yes", 1 and "on"."""
 
@@ -115,9 +139,7 @@ class StrictCharField(serializers.CharField):
 class EmbeddingsRequestSerializer(serializers.Serializer):
     """OpenAI `POST /v1/embeddings`."""
 
-    input = InputsField(
-        allow_tokens=True, help_text="A text, a list of texts, or token-id arrays of the model's own tokenizer."
-    )
+    input = TokenInputsField(help_text="A text, a list of texts, or token-id arrays of the model's own tokenizer.")
     model = StrictCharField(
         required=False, allow_blank=True, max_length=256, help_text="Served model name; the default model when omitted."
     )

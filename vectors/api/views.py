@@ -8,6 +8,7 @@ from importlib.metadata import version
 
 from adrf.views import APIView
 from django.core.exceptions import RequestDataTooBig
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -20,6 +21,7 @@ from .errors import PayloadTooLarge
 from .serializers import EmbeddingsRequestSerializer, EmbedRequestSerializer, SimilarityRequestSerializer
 
 VECTOR_LIST = serializers.ListField(child=serializers.FloatField())
+VECTOR_SCHEMA = {"type": "array", "items": {"type": "number"}}
 CLIENT_CLOSED = 499
 
 
@@ -110,7 +112,7 @@ class EmbedView(EmbeddingView):
 
     @extend_schema(
         request=EmbedRequestSerializer,
-        responses={200: serializers.ListField(child=VECTOR_LIST)},
+        responses={200: {"type": "array", "items": VECTOR_SCHEMA}},
         summary="Embed (TEI contract)",
     )
     async def post(self, request: Request) -> Response:
@@ -136,9 +138,7 @@ class SimilarityView(EmbeddingView):
 
     endpoint = "similarity"
 
-    @extend_schema(
-        request=SimilarityRequestSerializer, responses={200: serializers.ListField(child=serializers.FloatField())}
-    )
+    @extend_schema(request=SimilarityRequestSerializer, responses={200: VECTOR_SCHEMA})
     async def post(self, request: Request) -> Response:
         return await self.answer(endpoints.similarity, request.data)
 
@@ -146,7 +146,7 @@ class SimilarityView(EmbeddingView):
 class ModelsView(APIView):
     """OpenAI model list."""
 
-    @extend_schema(responses={200: serializers.DictField()})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     async def get(self, request: Request) -> Response:
         await auth.authorize(request.headers.get("Authorization"))
         registry = conf.get_registry()
@@ -205,7 +205,7 @@ def describe_engine(engine: object) -> dict:
 class InfoView(APIView):
     """What this service runs: models, dimensions, devices, batching limits, counters."""
 
-    @extend_schema(responses={200: serializers.DictField()})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     async def get(self, request: Request) -> Response:
         registry = conf.get_registry()
         limits = conf.limits()
@@ -228,7 +228,7 @@ class InfoView(APIView):
 class HealthView(APIView):
     """Liveness: the process answers."""
 
-    @extend_schema(responses={200: serializers.DictField()})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     async def get(self, request: Request) -> Response:
         return Response({"status": "ok"})
 
@@ -236,7 +236,7 @@ class HealthView(APIView):
 class ReadyView(APIView):
     """Readiness: every model loaded and healthy, and not draining."""
 
-    @extend_schema(responses={200: serializers.DictField(), 503: serializers.DictField()})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
     async def get(self, request: Request) -> Response:
         problems = []
         if lifecycle.is_draining():
