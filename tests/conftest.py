@@ -115,3 +115,55 @@ def registry_override():
 
     yield install
     conf.set_registry(saved)
+
+
+class MemorySink:
+    """A request-log sink that keeps entries in a list: the recorder without a database."""
+
+    def __init__(self) -> None:
+        self.entries = []
+
+    def write(self, entries) -> int:
+        self.entries.extend(entries)
+        return 0
+
+    def reset(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def request_log():
+    """Every test gets its own request-log recorder writing into a list, never into the database.
+
+    Without this, API tests would start the process recorder's writer thread, which writes into the
+    test database behind pytest-django's back. `request_log.entries()` flushes and returns what was logged.
+    """
+    from dataclasses import replace
+
+    from vectors import conf, recorder
+
+    sink = MemorySink()
+    log = recorder.Recorder(replace(conf.log_config(), flush_ms=10), sink)
+    log.entries = lambda: (log.flush(5), sink.entries)[1]
+    previous = recorder.set_recorder(log)
+    yield log
+    log.stop(timeout_s=1)
+    recorder.set_recorder(previous)
+
+
+@pytest.fixture
+def db_recorder(transactional_db):
+    """The process recorder writing into the (test) database for real, flushing every 20 ms."""
+    from dataclasses import replace
+
+    from vectors import conf, recorder
+    from vectors.logstore import DatabaseSink
+
+    log = recorder.Recorder(replace(conf.log_config(), flush_ms=20), DatabaseSink("default"))
+    previous = recorder.set_recorder(log)
+    yield log
+    log.stop(timeout_s=5)
+    recorder.set_recorder(previous)
