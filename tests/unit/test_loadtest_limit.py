@@ -1,0 +1,57 @@
+"""The model's offline limit: texts/s per batch size, best of them, config carried to the child process."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from vectors.engine.config import BatcherConfig, ModelConfig
+from vectors.loadtest.limit import LimitResult, best, config_from_dict, config_to_dict, measure
+
+
+class FakeModel:
+    """Costs 10 ms per call plus 1 ms per text on a fake clock: bigger batches are faster per text."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.batches: list[list[str]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def encode(self, texts):
+        self.batches.append(list(texts))
+        self.now += 0.010 + 0.001 * len(texts)
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+
+def test_measure_reports_texts_per_second_for_each_batch_size():
+    model = FakeModel()
+    rates = measure(model.encode, ["a", "b", "c"], [1, 10, 100], seconds_per_size=1.0, clock=model.clock)
+    assert rates[1] == pytest.approx(1 / 0.011)
+    assert rates[10] == pytest.approx(10 / 0.020)
+    assert rates[100] == pytest.approx(100 / 0.110)
+
+
+def test_measure_walks_the_corpus_in_order_and_warms_each_batch_size_once():
+    model = FakeModel()
+    measure(model.encode, ["a", "b", "c"], [2], seconds_per_size=0.0, clock=model.clock)
+    assert model.batches == [["a", "b"], ["c", "a"], ["b", "c"]]  # one warm-up call, then two measured
+
+
+def test_the_best_batch_size_gives_the_limit():
+    result = best("m", {16: 100.0, 64: 250.0, 128: 240.0}, torch_threads=2)
+    assert (result.texts_per_s, result.best_batch_size) == (250.0, 64)
+    assert LimitResult.from_dict(result.to_dict()) == result
+
+
+def test_the_model_config_survives_the_trip_to_the_child_process():
+    config = ModelConfig("m", "/models/m", device="cpu", torch_threads=3, batcher=BatcherConfig(max_batch_size=64))
+    assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_the_fake_clock_only_moves_when_the_model_works():
+    model = FakeModel()
+    assert list(itertools.islice(iter(model.clock, None), 2)) == [0.0, 0.0]

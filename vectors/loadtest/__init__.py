@@ -1,0 +1,1 @@
+"""The load generator behind `manage.py benchmark`: endpoints, schedules, statistics, reports."""

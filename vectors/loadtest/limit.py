@@ -1,0 +1,149 @@
+"""The model's own limit: offline batched encode throughput, measured in a separate process.
+
+The child loads the model exactly as the server does (vectors.engine.encoder.Encoder with the
+same ModelConfig, so the same device, backend and torch thread count) and encodes the run's
+corpus at several batch sizes; the best texts/s is the limit a served figure is divided by.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..engine.config import BatcherConfig, ModelConfig
+
+DEFAULT_BATCH_SIZES = (16, 32, 64, 128)
+Encode = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class LimitResult:
+    """Offline throughput per batch size and the best of them."""
+
+    model: str
+    texts_per_s: float
+    best_batch_size: int
+    by_batch_size: dict[int, float]
+    torch_threads: int | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["by_batch_size"] = {str(k): v for k, v in self.by_batch_size.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LimitResult:
+        return cls(
+            model=data["model"],
+            texts_per_s=data["texts_per_s"],
+            best_batch_size=data["best_batch_size"],
+            by_batch_size={int(k): v for k, v in data["by_batch_size"].items()},
+            torch_threads=data.get("torch_threads"),
+        )
+
+
+class LimitError(RuntimeError):
+    """The limit could not be measured."""
+
+
+def measure(
+    encode: Encode,
+    texts: Sequence[str],
+    batch_sizes: Sequence[int],
+    seconds_per_size: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[int, float]:
+    """Return texts/s for each batch size: consecutive batches of the corpus for about `seconds_per_size`."""
+    rates = {}
+    for size in batch_sizes:
+        position = 0
+
+        def next_batch(size: int = size) -> list[str]:
+            nonlocal position
+            batch = [texts[(position + i) % len(texts)] for i in range(size)]
+            position += size
+            return batch
+
+        encode(next_batch())  # first call at a new shape pays one-time costs
+        encoded, started = 0, clock()
+        while True:
+            encode(next_batch())
+            encoded += size
+            elapsed = clock() - started
+            if elapsed >= seconds_per_size and encoded >= 2 * size:
+                break
+        rates[size] = encoded / elapsed
+    return rates
+
+
+def best(model: str, rates: dict[int, float], torch_threads: int | None = None) -> LimitResult:
+    size = max(rates, key=rates.__getitem__)
+    return LimitResult(model, rates[size], size, rates, torch_threads)
+
+
+def config_to_dict(config: ModelConfig) -> dict:
+    return asdict(config)
+
+
+def config_from_dict(data: dict) -> ModelConfig:
+    return ModelConfig(**{**data, "batcher": BatcherConfig(**data["batcher"])})
+
+
+def run_child(
+    config: ModelConfig,
+    texts: Sequence[str],
+    batch_sizes: Sequence[int],
+    seconds_per_size: float,
+    timeout_s: float = 900,
+) -> LimitResult:
+    """Measure the limit in a fresh Python process and return its result.
+
+    Raises:
+        LimitError: the child failed or overran `timeout_s`.
+    """
+    job = {
+        "config": config_to_dict(config),
+        "texts": list(texts),
+        "batch_sizes": list(batch_sizes),
+        "seconds_per_size": seconds_per_size,
+    }
+    root = Path(__file__).resolve().parents[2]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "vectors.loadtest.limit"],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired as exc:  # subprocess.run has killed the child
+        raise LimitError(f"measuring the model's limit took longer than {timeout_s:.0f} s") from exc
+    if done.returncode != 0:
+        raise LimitError(f"measuring the model's limit failed:\n{done.stderr[-2000:]}")
+    return LimitResult.from_dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    """Child side: read a job as JSON on stdin, load the model, print the result as JSON."""
+    job = json.loads(sys.stdin.read())
+    from ..engine.encoder import Encoder
+
+    config = config_from_dict(job["config"])
+    encoder = Encoder(config)
+    encoder.warm()
+    import torch
+
+    rates = measure(encoder.encode, job["texts"], job["batch_sizes"], job["seconds_per_size"])
+    sys.stdout.write(json.dumps(best(config.name, rates, torch.get_num_threads()).to_dict()) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Where a run happened: CPU, cores, memory, torch, and the git revision of the code."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+
+def cpu_model(cpuinfo: str) -> str:
+    """Return the first "model name" of a /proc/cpuinfo text, or "" when there is none."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "cpu model") and value.strip():
+            return value.strip()
+    return ""
+
+
+def mem_total_gib(meminfo: str) -> float | None:
+    """Return MemTotal of a /proc/meminfo text in GiB."""
+    for line in meminfo.splitlines():
+        if line.startswith("MemTotal:"):
+            return round(int(line.split()[1]) / 1024 / 1024, 1)
+    return None
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def describe(torch_threads: int | None = None) -> dict:
+    """Return the machine as a dict: cpu, cores, RAM, OS, Python and torch (version, threads)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = ""
+    if torch_threads is None and torch_version:
+        import torch
+
+        torch_threads = torch.get_num_threads()
+    return {
+        "cpu": cpu_model(_read("/proc/cpuinfo")) or platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "ram_gib": mem_total_gib(_read("/proc/meminfo")),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch_version,
+        "torch_threads": torch_threads,
+    }
+
+
+def git_revision(root: Path) -> str:
+    """Return `git rev-parse HEAD` (with "-dirty" when files changed), or "" outside a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{head}-dirty" if head and changed else head
