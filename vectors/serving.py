@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+import weakref
 from dataclasses import dataclass
 from typing import IO
 
@@ -25,21 +26,72 @@ class ServeOptions:
 
 
 class InFlight:
-    """ASGI wrapper that counts HTTP requests being answered (the drain waits for zero)."""
+    """ASGI wrapper counting HTTP requests being answered.
+
+    `admitted` counts only requests that arrived before draining began: the drain waits for those
+    to finish. Requests arriving during the drain are answered 503 quickly and counted in `active`.
+    """
 
     def __init__(self, app: object) -> None:
         self.app = app
-        self.count = 0
+        self.admitted = 0
+        self.active = 0
 
     async def __call__(self, scope: dict, receive: object, send: object) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)  # type: ignore[operator]
             return
-        self.count += 1
+        counted = not lifecycle.is_draining()
+        self.admitted += counted
+        self.active += 1
         try:
             await self.app(scope, receive, send)  # type: ignore[operator]
         finally:
-            self.count -= 1
+            self.active -= 1
+            self.admitted -= counted
+
+
+def close_connections_after_each_response(server: object) -> None:
+    """From now on every HTTP/1.1 answer carries `Connection: close` and its connection is closed.
+
+    Keep-alive clients then learn of the drain from one 503 and reconnect elsewhere, instead of
+    having their next request cut when the process exits. The process is stopping, so changing
+    twisted's channel class for good is fine.
+    """
+    from twisted.web import http
+
+    def never_persist(channel: object, request: object, version: bytes) -> bool:
+        request.responseHeaders.setRawHeaders(b"Connection", [b"close"])  # type: ignore[attr-defined]
+        return False
+
+    http.HTTPChannel.checkPersistence = never_persist  # type: ignore[method-assign]
+    for protocol in list(_channels):
+        channel = getattr(protocol, "_channel", protocol)  # twisted wraps HTTPChannel in a proxy
+        if getattr(channel, "requests", None):
+            channel.persistent = False  # closes once its current answer is out
+        elif getattr(channel, "transport", None) is not None:
+            channel.transport.loseConnection()  # idle keep-alive: close now, the client reconnects
+
+
+_channels: weakref.WeakSet = weakref.WeakSet()
+
+
+def track_channels() -> None:
+    """Remember every HTTP connection daphne opens, so a drain can close the idle ones."""
+    from daphne.http_protocol import HTTPFactory
+
+    build = HTTPFactory.buildProtocol
+    if getattr(build, "tracks_channels", False):
+        return
+
+    def build_and_track(factory: HTTPFactory, addr: object) -> object:
+        protocol = build(factory, addr)
+        if protocol is not None:
+            _channels.add(protocol)
+        return protocol
+
+    build_and_track.tracks_channels = True  # type: ignore[attr-defined]
+    HTTPFactory.buildProtocol = build_and_track  # type: ignore[method-assign]
 
 
 def run_server(opts: ServeOptions, out: IO[str]) -> None:
@@ -79,6 +131,7 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
                 out.write(f"listening on unix:{opts.unix_socket}\n")
             out.flush()
 
+    track_channels()
     server = Runner(
         app,
         endpoints=endpoints,
@@ -96,19 +149,28 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
         deadline = time.monotonic() + opts.drain_timeout_s
 
         def poll() -> None:
-            if app.count == 0 or time.monotonic() >= deadline:
-                if app.count:
-                    logger.warning("drain deadline passed with %d requests in flight", app.count)
+            now = time.monotonic()
+            if app.admitted == 0 and (app.active == 0 or now >= grace_until[0]):
+                finish()
+            elif now >= deadline:
+                logger.warning("drain deadline passed with %d admitted requests in flight", app.admitted)
                 finish()
             else:
-                reactor.callLater(0.05, poll)
+                if app.admitted:
+                    grace_until[0] = now + 0.5  # then give late 503 answers half a second to go out
+                reactor.callLater(0.02, poll)
 
-        # Stop listening so new connections are refused; open keep-alive ones get 503.
+        grace_until = [time.monotonic() + 0.5]
+        reactor.callLater(0.05, poll)
+        try:
+            close_connections_after_each_response(server)
+        except Exception:  # the drain must go on even if twisted's internals differ
+            logger.exception("could not close keep-alive connections; they will close at exit")
+        # Stop listening so new connections are refused; open keep-alive ones get 503 + Connection: close.
         for listener in server.listeners:
             port = getattr(listener, "result", None)
             if port is not None and hasattr(port, "stopListening"):
                 port.stopListening()
-        reactor.callLater(0.05, poll)
 
     def finish() -> None:
         from . import shutdown
