@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import orjson
 
 from .client import BuildCall, HttpCall, HttpSession, Session, http_client
+from .websocket import ws
 
 
 @dataclass(frozen=True)
@@ -95,3 +96,5 @@ register(
         needs_bench_views=True,
     )
 )
+register(Endpoint("ws", "ws/embed/ frames, one socket per client (1 in flight each)", ws(1)))
+register(Endpoint("ws-8", "ws/embed/ frames, one socket per 8 clients (8 in flight each)", ws(8)))
