@@ -25,6 +25,11 @@ class ServeOptions:
     access_log: bool = False
 
 
+# The drain ends once nothing is in flight and no request has arrived for this long: late requests on
+# keep-alive connections get their 503 (and Connection: close) instead of a cut connection.
+QUIET_BEFORE_EXIT_S = 0.3
+
+
 class InFlight:
     """ASGI wrapper counting HTTP requests being answered.
 
@@ -36,12 +41,14 @@ class InFlight:
         self.app = app
         self.admitted = 0
         self.active = 0
+        self.last_arrival = 0.0
 
     async def __call__(self, scope: dict, receive: object, send: object) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)  # type: ignore[operator]
             return
         counted = not lifecycle.is_draining()
+        self.last_arrival = time.monotonic()
         self.admitted += counted
         self.active += 1
         try:
@@ -69,8 +76,8 @@ def close_connections_after_each_response(server: object) -> None:
         channel = getattr(protocol, "_channel", protocol)  # twisted wraps HTTPChannel in a proxy
         if getattr(channel, "requests", None):
             channel.persistent = False  # closes once its current answer is out
-        elif getattr(channel, "transport", None) is not None:
-            channel.transport.loseConnection()  # idle keep-alive: close now, the client reconnects
+        # An idle keep-alive connection is left open: a request may already be on its way on it.
+        # Its next answer closes it; the drain ends once no request has arrived for a while.
 
 
 _channels: weakref.WeakSet = weakref.WeakSet()
@@ -150,17 +157,15 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
 
         def poll() -> None:
             now = time.monotonic()
-            if app.admitted == 0 and (app.active == 0 or now >= grace_until[0]):
+            quiet = now - app.last_arrival >= QUIET_BEFORE_EXIT_S
+            if app.admitted == 0 and app.active == 0 and quiet:
                 finish()
             elif now >= deadline:
                 logger.warning("drain deadline passed with %d admitted requests in flight", app.admitted)
                 finish()
             else:
-                if app.admitted:
-                    grace_until[0] = now + 0.5  # then give late 503 answers half a second to go out
                 reactor.callLater(0.02, poll)
 
-        grace_until = [time.monotonic() + 0.5]
         reactor.callLater(0.05, poll)
         try:
             close_connections_after_each_response(server)
