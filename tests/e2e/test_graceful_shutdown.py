@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
 
 import httpx
@@ -56,3 +57,10 @@ async def test_sigterm_during_load_finishes_admitted_requests_and_exits_zero(tmp
     assert exit_code == 0, server.log()
     assert exited - signalled < 20
     assert "draining" in server.log() and "stopped" in server.log()
+    # Every answer the clients received has its row, flushed before exit: nothing accepted is lost.
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        rows = dict(db.execute("select status, count(*) from vectors_requestlog group by status").fetchall())
+    answered_200 = sum(1 for _, _, status in results if status == 200)
+    answered_503 = sum(1 for _, _, status in results if status == "503 draining")
+    assert rows.get(200, 0) == answered_200
+    assert rows.get(503, 0) == answered_503
