@@ -53,3 +53,9 @@ def test_read_corpus_refuses_a_file_that_is_not_utf8(tmp_path):
 
 def test_batches_walk_the_corpus_round_and_round():
     assert list(islice(batches(["a", "b", "c"], 2), 3)) == [["a", "b"], ["c", "a"], ["b", "c"]]
+
+
+def test_the_shipped_corpus_file_is_the_built_in_corpus():
+    from tests.conftest import ROOT
+
+    assert read_corpus(ROOT / "bench" / "corpora" / "default.txt") == default_corpus()

@@ -114,3 +114,17 @@ async def test_the_http_client_keeps_as_many_connections_as_clients_and_ignores_
         assert client._trust_env is False
     finally:
         await client.aclose()
+
+
+def test_the_open_file_limit_is_raised_to_fit_the_connections():
+    import resource
+
+    from vectors.loadtest.client import allow_open_files
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        allow_open_files(1000)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == min(1064, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

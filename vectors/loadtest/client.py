@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -64,10 +65,25 @@ def reply_from(response: httpx.Response) -> Reply:
     )
 
 
+def allow_open_files(connections: int, spare: int = 64) -> None:
+    """Raise this process's soft open-file limit (up to the hard one) so `connections` sockets fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + spare
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard)
+        )
+
+
+def quiet_http_logs() -> None:
+    """Keep httpx from logging every request at INFO: thousands of lines a second would be the generator's work."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def http_client(base_url: str, connections: int, timeout_s: float) -> httpx.AsyncClient:
     """Return an AsyncClient keeping up to `connections` keep-alive connections to `base_url`."""
-    # httpx logs every request at INFO; thousands of lines a second would be the generator's main work.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_http_logs()
+    allow_open_files(connections)
     return httpx.AsyncClient(
         base_url=base_url,
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=None),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
@@ -46,6 +47,7 @@ class LoadResult:
     endpoint: str
     summary: Summary
     batches: batches.BatchDelta | None
+    client_cpu_share: float | None = None  # CPU the load generator itself used, in cores (1.0 = one core busy)
 
     @property
     def mean_batch_size(self) -> float | None:
@@ -57,6 +59,7 @@ class LoadResult:
             "endpoint": self.endpoint,
             "summary": self.summary.to_dict(),
             "batches": self.batches.to_dict() if self.batches else None,
+            "client_cpu_share": self.client_cpu_share,
         }
 
 
@@ -76,6 +79,7 @@ async def run_load(
     session = endpoint.open(base_url, plan.pool_size, plan.timeout_s)
     source = text_batches(texts, plan.inputs_per_request)
     window = Window(clock.now(), plan.warmup_s, plan.duration_s, plan.requests)
+    cpu_started, wall_started = time.process_time(), time.perf_counter()
     recorder = Recorder(window)
     meter = Progress(progress, design or plan.endpoint, window, recorder, clock) if progress else None
     async with httpx.AsyncClient(base_url=base_url, timeout=10, trust_env=False) as probe:
@@ -97,5 +101,6 @@ async def run_load(
             if meter:
                 await meter.stop()
             await session.aclose()
+        cpu_share = (time.process_time() - cpu_started) / max(time.perf_counter() - wall_started, 1e-9)
         delta = batches.delta(await before, await batches.scrape(probe))
-    return LoadResult(design or endpoint.description, plan.endpoint, recorder.summary(), delta)
+    return LoadResult(design or endpoint.description, plan.endpoint, recorder.summary(), delta, cpu_share)

@@ -60,6 +60,8 @@ def run_lines(report: BenchmarkReport, run: LoadResult) -> list[str]:
     if run.mean_batch_size is not None:
         split.append(f"mean batch {run.mean_batch_size:.1f} texts ({run.batches.model_calls} model calls)")  # type: ignore[union-attr]
     lines.append("server       " + ("   ".join(split) if split else "no timing headers or /metrics counters"))
+    if run.client_cpu_share is not None:
+        lines.append(f"client       the load generator used {run.client_cpu_share:.2f} of a core while it ran")
     return lines
 
 
@@ -118,6 +120,9 @@ def format_comparison(report: BenchmarkReport) -> str:
         ]
         p99 = [run.summary.latency.p99_ms for run in report.runs]
         lines.append(f"p99 latency  sync/batched {_ratio(p99[0], p99[2])}   async/batched {_ratio(p99[1], p99[2])}")
+    shares = [f"{run.design[:3]} {run.client_cpu_share:.2f}" for run in report.runs if run.client_cpu_share is not None]
+    if shares:
+        lines.append(f"client cpu   cores the load generator used: {'   '.join(shares)}")
     lines += limit_lines(report)
     lines += [f"note         {note}" for note in report.notes]
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ import httpx
 import orjson
 
 from . import endpoints, limit, machine, store
+from .client import quiet_http_logs
 from .corpus import default_corpus, read_corpus
 from .load import LoadPlan, LoadResult, run_load
 from .options import BenchmarkOptions
@@ -95,6 +96,7 @@ def run_benchmark(
             log.write(message + "\n")
             log.flush()
 
+    quiet_http_logs()
     texts = read_corpus(opts.corpus) if opts.corpus else default_corpus()
     designs = (
         COMPARE_DESIGNS
