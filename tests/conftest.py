@@ -167,3 +167,73 @@ def db_recorder(transactional_db):
     yield log
     log.stop(timeout_s=5)
     recorder.set_recorder(previous)
+
+
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"  # trust auth; the test database is made per session
+PG_ALIAS = "pg"
+
+
+@pytest.fixture(scope="session")
+def pg_database(django_db_blocker):
+    """A fresh PostgreSQL database with the vectors tables, as the extra connection alias `pg`.
+
+    Skips (with the reason) when no PostgreSQL answers on 127.0.0.1:5432.
+    """
+    import uuid
+
+    import dj_database_url
+    import psycopg
+    from django.db import connections
+
+    from vectors.models import BenchmarkRun, RequestLog
+
+    name = f"embedservice_test_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_SERVER}: {exc}")
+    config = dj_database_url.parse(f"{POSTGRES_SERVER}/{name}")
+    connections.settings[PG_ALIAS] = connections.configure_settings(
+        {"default": connections.settings["default"], PG_ALIAS: config}
+    )[PG_ALIAS]
+    with django_db_blocker.unblock():
+        with connections[PG_ALIAS].schema_editor() as editor:
+            editor.create_model(RequestLog)
+            editor.create_model(BenchmarkRun)
+        connections[PG_ALIAS].close()
+    yield PG_ALIAS
+    with django_db_blocker.unblock():
+        connections[PG_ALIAS].close()
+    del connections.settings[PG_ALIAS]
+    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg(pg_database, django_db_blocker):
+    """The `pg` alias, open for this test, with an empty request log afterwards."""
+    from django.db import connections
+
+    from vectors.models import RequestLog
+
+    with django_db_blocker.unblock():
+        yield pg_database
+        RequestLog.objects.using(pg_database).all().delete()
+        connections[pg_database].close()
+
+
+@pytest.fixture(params=[pytest.param("sqlite", marks=pytest.mark.django_db(transaction=True)), "postgresql"])
+def any_db(request):
+    """Run a test once on the default SQLite test database and once on PostgreSQL; yields the alias.
+
+    The SQLite case takes its database through the django_db mark: a fixture that only asks for
+    `transactional_db` dynamically gets no test database from pytest-django - and the real one.
+    """
+    if request.param == "sqlite":
+        from django.db import connections
+
+        name = str(connections["default"].settings_dict["NAME"])
+        assert "memorydb" in name or name.startswith("test"), f"not a test database: {name}"
+        return "default"
+    return request.getfixturevalue("pg")

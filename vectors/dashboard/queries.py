@@ -210,6 +210,13 @@ def bucket_edges(selection: Selection) -> list[tuple[datetime, datetime]]:
     return edges
 
 
+def in_bucket(selection: Selection, lo: datetime, hi: datetime) -> Q:
+    """Rows from `lo` (inclusive, like EpochBucket's rounding down) to `hi`, within the window's (start, now]."""
+    lower = Q(created_at__gt=lo) if lo == selection.start else Q(created_at__gte=lo)
+    upper = Q(created_at__lte=hi) if hi == selection.now else Q(created_at__lt=hi)
+    return lower & upper
+
+
 def figures(selection: Selection, using: str = "default") -> Figures:
     """Compute the dashboard for `selection`."""
     rows = window_rows(selection, using)
@@ -304,7 +311,7 @@ def sampled_figures(selection: Selection, using: str, errors: list[StatusCount],
     # bucket's would make SQLite seek by the window's and walk up to the bucket.
     timeless = filtered_rows(selection, using)
     edges = bucket_edges(selection)
-    counts = [timeless.filter(created_at__gt=lo, created_at__lte=hi).count() for lo, hi in edges]
+    counts = [timeless.filter(in_bucket(selection, lo, hi)).count() for lo, hi in edges]
     requests = sum(counts)
     picked = sample(selection, using, requests)
     error_buckets = dict(
