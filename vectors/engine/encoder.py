@@ -79,8 +79,26 @@ class Encoder:
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Return each text's token count with special tokens, before any truncation."""
+        counter = self._token_counter()
+        if counter is not None:
+            # The Rust tokenizer directly: half the cost of the transformers wrapper, on the event loop.
+            return [len(encoding) for encoding in counter.encode_batch(list(texts), add_special_tokens=True)]
         encoded = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)
         return [len(ids) for ids in encoded["input_ids"]]
+
+    def _token_counter(self):  # noqa: ANN202 - tokenizers.Tokenizer | None
+        if not hasattr(self, "_counter"):
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            counter = None
+            if backend is not None:
+                from tokenizers import Tokenizer
+
+                # A private copy: the model's own one carries padding/truncation state between calls.
+                counter = Tokenizer.from_str(backend.to_str())
+                counter.no_truncation()
+                counter.no_padding()
+            self._counter = counter
+        return self._counter
 
     def decode_tokens(self, token_ids: Sequence[int]) -> str:
         """Return the text for token ids of this model's own tokenizer."""
