@@ -125,5 +125,6 @@ class Encoder:
 
     def warm(self) -> None:
         """Run a few calls so the first real request does not pay one-time costs."""
+        self.token_counts(["warm up"])
         self.encode(["warm up"])
         self.encode(["warm up the model with a batch of a few texts"] * 8)
