@@ -49,6 +49,11 @@ def excess_rows(max_rows: int, *, using: str = "default") -> int | None:
     return next(iter(ids[max_rows : max_rows + 1]), None)
 
 
+def count_beyond(max_rows: int, *, using: str = "default") -> int:
+    """Return how many rows `trim_to(max_rows)` would delete (a full count: for dry runs)."""
+    return max(0, RequestLog.objects.using(using).count() - max_rows)
+
+
 def trim_to(max_rows: int, *, using: str = "default") -> int:
     """Delete the oldest rows (by insertion order) until at most `max_rows` remain; return how many went."""
     cutoff = excess_rows(max_rows, using=using)

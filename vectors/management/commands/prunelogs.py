@@ -18,7 +18,7 @@ class Command(BaseCommand):
             default=None,
             help="Then keep at most this many rows, oldest going first (default: EMBED_LOG_MAX_ROWS; 0 = no bound).",
         )
-        parser.add_argument("--dry-run", action="store_true", help="Only count what --older-than would delete.")
+        parser.add_argument("--dry-run", action="store_true", help="Only count what would be deleted.")
         parser.add_argument("--database", default="default", help="Database alias (default: default).")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -28,17 +28,22 @@ class Command(BaseCommand):
         if not options["older_than"] and not max_rows:
             raise CommandError("say what to delete: --older-than AGE and/or --max-rows N (or set EMBED_LOG_MAX_ROWS)")
         using = str(options["database"])
+        dry_run = bool(options["dry_run"])
         if options["older_than"]:
             try:
                 age = retention.parse_age(str(options["older_than"]))
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
-            if options["dry_run"]:
+            if dry_run:
                 count = retention.count_older_than(age, using=using)
                 self.stdout.write(f"would delete {count} rows older than {options['older_than']}")
-                return
-            count = retention.prune_older_than(age, using=using)
-            self.stdout.write(f"deleted {count} rows older than {options['older_than']}")
-        if max_rows and not options["dry_run"]:
-            count = retention.trim_to(max_rows, using=using)
-            self.stdout.write(f"deleted {count} rows beyond the newest {max_rows}")
+            else:
+                count = retention.prune_older_than(age, using=using)
+                self.stdout.write(f"deleted {count} rows older than {options['older_than']}")
+        if max_rows:
+            if dry_run:
+                count = retention.count_beyond(max_rows, using=using)
+                self.stdout.write(f"would delete {count} rows beyond the newest {max_rows}")
+            else:
+                count = retention.trim_to(max_rows, using=using)
+                self.stdout.write(f"deleted {count} rows beyond the newest {max_rows}")
