@@ -103,10 +103,13 @@ class Recorder:
                 reason = "buffer_full"
             else:
                 reason = None
-                if not self._buffer:
+                was_empty = not self._buffer
+                if was_empty:
                     self._oldest_at = self.clock()
                 self._buffer.append(entry)
-                if len(self._buffer) == self.config.flush_rows:
+                # Wake the writer when its deadline starts (it sleeps untimed on an empty buffer) and when
+                # a full batch waits; not on every row.
+                if was_empty or len(self._buffer) == self.config.flush_rows:
                     self._wake.notify()
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)

@@ -137,6 +137,18 @@ def test_writer_flushes_by_time_with_a_real_clock():
     rec.stop()
 
 
+def test_rows_arriving_after_an_idle_spell_are_written_by_time():
+    rec, sink = make(replace(CONFIG, flush_ms=20))
+    rec.add(entry(0))
+    assert sink.wrote.wait(2)
+    time.sleep(0.05)  # the writer now sleeps on an empty buffer
+    sink.wrote.clear()
+    rec.add(entry(1))
+    assert sink.wrote.wait(2), "a lone row after an idle spell must not wait for flush_rows"
+    assert [e.request_id for e in sink.rows] == ["r0", "r1"]
+    rec.stop()
+
+
 def test_batches_never_exceed_flush_rows():
     rec, sink = make(replace(CONFIG, buffer_rows=1000), clock=FakeClock())
     sink.gate.clear()  # hold the writer so everything piles up
