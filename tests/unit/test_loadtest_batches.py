@@ -36,3 +36,7 @@ def test_mean_batch_size_is_texts_over_model_calls_between_two_scrapes():
 def test_no_model_calls_or_a_failed_scrape_leave_the_batch_size_unknown():
     assert delta(BatchCounters(1, 1), BatchCounters(1, 1)).mean_batch_size is None
     assert delta(None, BatchCounters(1, 1)) is None
+
+
+def test_a_metrics_page_that_is_not_prometheus_text_gives_none():
+    assert parse_counters('{"vector": [0.1, 0.2]}\n') is None

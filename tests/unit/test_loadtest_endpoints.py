@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import orjson
 import pytest
 
 from vectors.loadtest import endpoints
-from vectors.loadtest.client import CONNECT_ERROR, TIMEOUT, HttpSession, Reply, http_client, reply_from
+from vectors.loadtest.client import CONNECT_ERROR, TIMEOUT, HttpSession, Reply, connection, reply_from
 
 
-def session_for(name: str, handler) -> HttpSession:
-    endpoint = endpoints.get(name)
-    session = endpoint.open("http://127.0.0.1:9", 4, 5.0)
+def session_for(name: str, handler, connections: int = 4) -> HttpSession:
+    session = endpoints.get(name).open("http://127.0.0.1:9", connections, 5.0)
     assert isinstance(session, HttpSession)
-    session.client = httpx.AsyncClient(base_url="http://127.0.0.1:9", transport=httpx.MockTransport(handler))
+    session.transport = httpx.MockTransport(handler)
     return session
 
 
@@ -103,14 +104,34 @@ async def test_a_timeout_and_a_refused_connection_are_replies_without_status():
     assert await session_for("tei", refused).call(["x"]) == Reply(None, CONNECT_ERROR)
 
 
-async def test_the_http_client_keeps_as_many_connections_as_clients_and_ignores_proxies():
-    client = http_client("http://127.0.0.1:9", 1000, 7.0)
+async def test_a_session_opens_at_most_its_connections_and_reuses_them():
+    in_flight, most = 0, 0
+
+    async def handler(request):
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(200)
+
+    session = session_for("get_vector", handler, connections=3)
+    replies = await asyncio.gather(*(session.call(["x"]) for _ in range(12)))
+    assert [r.status for r in replies] == [200] * 12
+    assert most == 3
+    assert len(session.opened) == 3
+    await session.call(["again"])
+    assert len(session.opened) == 3
+    await session.aclose()
+
+
+async def test_each_connection_is_a_single_keep_alive_client_that_ignores_proxies():
+    client = connection("http://127.0.0.1:9", 7.0)
     try:
         pool = client._transport._pool
-        assert pool._max_connections == 1000
-        assert pool._max_keepalive_connections == 1000
+        assert pool._max_connections == 1
+        assert pool._keepalive_expiry is None
         assert client.timeout.read == 7.0
-        assert client.timeout.pool is None
         assert client._trust_env is False
     finally:
         await client.aclose()

@@ -38,13 +38,16 @@ def parse_counters(text: str) -> BatchCounters | None:
     """Return the batch counters in a Prometheus text exposition, or None when it has none."""
     totals = {MODEL_CALLS: 0.0, TEXTS: 0.0}
     found = False
-    for family in text_string_to_metric_families(text):
-        if family.name not in totals:
-            continue
-        for sample in family.samples:
-            if sample.name == f"{family.name}_total":
-                totals[family.name] += sample.value
-                found = True
+    try:
+        for family in text_string_to_metric_families(text):
+            if family.name not in totals:
+                continue
+            for sample in family.samples:
+                if sample.name == f"{family.name}_total":
+                    totals[family.name] += sample.value
+                    found = True
+    except ValueError:  # not a Prometheus exposition: some other server answered /metrics
+        return None
     return BatchCounters(totals[MODEL_CALLS], totals[TEXTS]) if found else None
 
 

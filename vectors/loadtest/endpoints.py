@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from .client import BuildCall, HttpCall, HttpSession, Session, http_client
+from .client import BuildCall, HttpCall, HttpSession, Session
 from .websocket import ws
 
 
@@ -46,7 +46,7 @@ def get(name: str) -> Endpoint:
 
 def http(build: BuildCall) -> Callable[[str, int, float], Session]:
     def open_session(base_url: str, connections: int, timeout_s: float) -> Session:
-        return HttpSession(http_client(base_url, connections, timeout_s), build)
+        return HttpSession(base_url, connections, timeout_s, build)
 
     return open_session
 
