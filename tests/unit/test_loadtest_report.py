@@ -90,3 +90,4 @@ def test_the_progress_line_shows_the_bar_the_time_and_the_rate():
     assert "[######" in line and "5.0/20 s" in line and "500 ok" in line and "2 failed" in line and "100 req/s" in line
     assert "warming up" in render("tei", 1.0, 3.0, 0, 0, warming=True)
     assert "12.0 s" in render("tei", 12.0, None, 10, 0, warming=False)
+    assert "waiting for the last answers" in render("tei", 20.0, 20.0, 10, 0, warming=False, finishing=True)

@@ -11,7 +11,9 @@ from .stats import Recorder
 WIDTH = 24
 
 
-def render(label: str, elapsed_s: float, planned_s: float | None, ok: int, failed: int, warming: bool) -> str:
+def render(
+    label: str, elapsed_s: float, planned_s: float | None, ok: int, failed: int, warming: bool, finishing: bool = False
+) -> str:
     """Return one progress line (no newline)."""
     parts = [label]
     if planned_s:
@@ -25,6 +27,8 @@ def render(label: str, elapsed_s: float, planned_s: float | None, ok: int, faile
     else:
         rate = ok / elapsed_s if elapsed_s > 0 else 0.0
         parts.append(f"{ok} ok  {failed} failed  {rate:.0f} req/s")
+    if finishing:
+        parts.append("(waiting for the last answers)")
     return "  ".join(parts)
 
 
@@ -50,8 +54,11 @@ class Progress:
             planned = self.window.warmup_s
         else:
             planned = self.window.duration_s
+        finishing = planned is not None and not warming and elapsed > planned
+        if finishing:
+            elapsed = planned  # throughput counts answers inside the window only
         failed = self.recorder.requests - self.recorder.statuses["2xx"]
-        return render(self.label, elapsed, planned, self.recorder.ok_so_far, failed, warming)
+        return render(self.label, elapsed, planned, self.recorder.ok_so_far, failed, warming, finishing)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._redraw())
