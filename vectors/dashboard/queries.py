@@ -24,7 +24,7 @@ from .sql import EpochBucket, Floor3, distinct_values, floor3_array
 
 EXACT_ROWS = 50_000
 SAMPLE_ROWS = 10_000
-MAX_PROBES = 20_000  # at most this many ids looked up: with a narrow filter, fewer rows match
+MAX_PROBES = 15_000  # at most this many ids looked up: with a narrow filter, fewer rows match
 QUANTILES = (0.5, 0.95, 0.99)
 LATENCIES = ("total_ms", "queue_ms", "inference_ms")
 BATCH_BINS = ((1, 1), (2, 3), (4, 7), (8, 15), (16, 31), (32, 63), (64, 127), (128, 255), (256, 10**9))
