@@ -72,3 +72,29 @@ def check_embeddings(app_configs: object = None, **kwargs: object) -> list[check
             )
         )
     return errors
+
+
+@checks.register()
+def check_request_log(app_configs: object = None, **kwargs: object) -> list[checks.CheckMessage]:
+    """The request-log recorder's knobs (EMBED_LOG_*): sizes and intervals must make sense."""
+    log = conf.log_config()
+    errors: list[checks.CheckMessage] = []
+    for name, value in (
+        ("EMBED_LOG_BUFFER_ROWS", log.buffer_rows),
+        ("EMBED_LOG_FLUSH_ROWS", log.flush_rows),
+        ("EMBED_LOG_FLUSH_MS", log.flush_ms),
+        ("EMBED_LOG_RETRY_MAX_MS", log.retry_max_ms),
+    ):
+        if value <= 0:
+            errors.append(checks.Error(f"{name} must be > 0, got {value}", id="vectors.E020"))
+    for name, value in (("EMBED_LOG_STOP_TIMEOUT_S", log.stop_timeout_s), ("EMBED_LOG_MAX_ROWS", log.max_rows)):
+        if value < 0:
+            errors.append(checks.Error(f"{name} must be >= 0, got {value}", id="vectors.E021"))
+    if 0 < log.buffer_rows < log.flush_rows:
+        errors.append(
+            checks.Warning(
+                "EMBED_LOG_FLUSH_ROWS is above EMBED_LOG_BUFFER_ROWS: batches only ever leave by time",
+                id="vectors.W020",
+            )
+        )
+    return errors

@@ -12,8 +12,8 @@ from django.db import DataError, IntegrityError, connections, transaction
 from django.db import Error as DatabaseError
 
 from . import retention
+from .logwriter import LogEntry
 from .models import RequestLog
-from .recorder import LogEntry
 
 logger = logging.getLogger(__name__)
 

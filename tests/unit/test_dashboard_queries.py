@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from vectors.dashboard import queries
+from vectors.dashboard import queries, sampled
+from vectors.dashboard.figures import QUANTILES, bin_batch_sizes, quantiles
+from vectors.dashboard.selection import WINDOWS, Selection, bucket_edges, window_rows
 from vectors.dashboard.sql import Floor3, distinct_values, floor3
 from vectors.models import RequestLog
 
@@ -41,25 +43,25 @@ def nearest_rank(values: list[float], q: float) -> float:
     return ordered[max(1, math.ceil(q * len(ordered) - 1e-9)) - 1]
 
 
-def selection(window: str = "1h", **filters: str) -> queries.Selection:
-    return queries.Selection(queries.WINDOWS[window], now=NOW, **filters)
+def selection(window: str = "1h", **filters: str) -> Selection:
+    return Selection(WINDOWS[window], now=NOW, **filters)
 
 
 def test_quantiles_take_the_nearest_rank_of_a_histogram():
     histogram = [(30.0, 1), (10.0, 5), (20.0, 4)]
-    assert queries.quantiles(histogram, (0.5, 0.6, 0.61, 1.0)) == {0.5: 10.0, 0.6: 20.0, 0.61: 20.0, 1.0: 30.0}
-    assert queries.quantiles([]) == {0.5: None, 0.95: None, 0.99: None}
+    assert quantiles(histogram, (0.5, 0.6, 0.61, 1.0)) == {0.5: 10.0, 0.6: 20.0, 0.61: 20.0, 1.0: 30.0}
+    assert quantiles([]) == {0.5: None, 0.95: None, 0.99: None}
 
 
 def test_bucket_edges_cover_the_window_without_gaps():
-    edges = queries.bucket_edges(selection("1h"))
+    edges = bucket_edges(selection("1h"))
     assert edges[0][0] == NOW - timedelta(hours=1) and edges[-1][1] == NOW
     assert all(a[1] == b[0] for a, b in zip(edges, edges[1:], strict=False))
     assert len(edges) == 61  # 60 whole minutes, the ends partial (the window starts at :30)
 
 
 def test_batch_sizes_fold_into_power_of_two_bins():
-    assert queries.bin_batch_sizes({1: 5, 3: 2, 4: 1, 128: 7}) == [
+    assert bin_batch_sizes({1: 5, 3: 2, 4: 1, 128: 7}) == [
         ("1", 5),
         ("2-3", 2),
         ("4-7", 1),
@@ -91,9 +93,9 @@ def test_percentiles_in_the_database_match_numpy(any_db):
             for i, (t, q) in enumerate(zip(total.tolist(), queue.tolist(), strict=True))
         ],
     )
-    got = queries.latency_percentiles(queries.window_rows(selection(), any_db))
+    got = queries.latency_percentiles(window_rows(selection(), any_db))
     for column, values in (("total_ms", total), ("queue_ms", queue)):
-        for q in queries.QUANTILES:
+        for q in QUANTILES:
             want = nearest_rank([floor3(v) for v in values], q)
             assert got[column][q] == want, (column, q)
             assert got[column][q] == pytest.approx(np.quantile(values, q, method="inverted_cdf"), rel=0.01)
@@ -147,22 +149,22 @@ def test_large_windows_sample_distributions_but_count_exactly(any_db, monkeypatc
     rows_at(any_db, specs)
     exact = queries.figures(selection("1h"), any_db)
     monkeypatch.setattr(queries, "EXACT_ROWS", 100)
-    monkeypatch.setattr(queries, "SAMPLE_ROWS", 600)
-    sampled = queries.figures(selection("1h"), any_db)
-    assert exact.sampled_rows is None and 500 <= sampled.sampled_rows <= 700
-    assert sampled.requests == exact.requests == n
-    assert [b.requests for b in sampled.series] == [b.requests for b in exact.series]
-    assert [b.errors for b in sampled.series] == [b.errors for b in exact.series]
-    assert sampled.errors == exact.errors
-    for q in queries.QUANTILES:
-        assert sampled.percentiles["total_ms"][q] == pytest.approx(exact.percentiles["total_ms"][q], rel=0.2)
-    assert sampled.texts == pytest.approx(exact.texts, rel=0.1)
+    monkeypatch.setattr(sampled, "SAMPLE_ROWS", 600)
+    estimated = queries.figures(selection("1h"), any_db)
+    assert exact.sampled_rows is None and 500 <= estimated.sampled_rows <= 700
+    assert estimated.requests == exact.requests == n
+    assert [b.requests for b in estimated.series] == [b.requests for b in exact.series]
+    assert [b.errors for b in estimated.series] == [b.errors for b in exact.series]
+    assert estimated.errors == exact.errors
+    for q in QUANTILES:
+        assert estimated.percentiles["total_ms"][q] == pytest.approx(exact.percentiles["total_ms"][q], rel=0.2)
+    assert estimated.texts == pytest.approx(exact.texts, rel=0.1)
 
 
 def test_sampling_with_a_filter_still_finds_matching_rows(any_db, monkeypatch):
     rows_at(any_db, [{"ago_s": 1 + i, "endpoint": "tei" if i % 10 == 0 else "openai"} for i in range(2000)])
     monkeypatch.setattr(queries, "EXACT_ROWS", 50)
-    monkeypatch.setattr(queries, "SAMPLE_ROWS", 100)
+    monkeypatch.setattr(sampled, "SAMPLE_ROWS", 100)
     figures = queries.figures(selection("1h", endpoint="tei"), any_db)
     assert figures.requests == 200
     assert figures.sampled_rows >= 90, "a narrow filter asks for more ids"

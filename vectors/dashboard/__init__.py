@@ -1,0 +1,1 @@
+"""The latency dashboard of the admin: database aggregates, server-drawn SVG charts, the page."""

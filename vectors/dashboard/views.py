@@ -14,25 +14,27 @@ from django.utils import timezone
 from .. import conf, metrics
 from ..models import RequestLog
 from . import charts, queries
+from .figures import LATENCIES, QUANTILES, Figures
+from .selection import DEFAULT_WINDOW, WINDOWS, Selection, Window
 from .sql import distinct_values
 
 PERCENTILE_COLORS = {0.5: charts.LIGHT_BLUE, 0.95: charts.BLUE, 0.99: charts.AMBER}
 
 
-def selection_from(request: HttpRequest) -> queries.Selection:
+def selection_from(request: HttpRequest) -> Selection:
     """Read window, endpoint and model from the query string (unknown windows fall back to the default)."""
-    window = queries.WINDOWS.get(request.GET.get("window", ""), queries.WINDOWS[queries.DEFAULT_WINDOW])
-    return queries.Selection(window, request.GET.get("endpoint", "")[:32], request.GET.get("model", "")[:128])
+    window = WINDOWS.get(request.GET.get("window", ""), WINDOWS[DEFAULT_WINDOW])
+    return Selection(window, request.GET.get("endpoint", "")[:32], request.GET.get("model", "")[:128])
 
 
-def time_label(moment: datetime, window: queries.Window) -> str:
+def time_label(moment: datetime, window: Window) -> str:
     local = timezone.localtime(moment)
     if window.span.days >= 2:
         return local.strftime("%a %H:%M")
     return local.strftime("%H:%M:%S" if window.bucket_s < 60 else "%H:%M")
 
 
-def traffic_chart(figures: queries.Figures) -> str:
+def traffic_chart(figures: Figures) -> str:
     window = figures.selection.window
     series = figures.series
     return charts.line_chart(
@@ -49,20 +51,20 @@ def traffic_chart(figures: queries.Figures) -> str:
     )
 
 
-def latency_chart(figures: queries.Figures) -> str:
-    columns = queries.LATENCIES
+def latency_chart(figures: Figures) -> str:
+    columns = LATENCIES
     return charts.bar_chart(
         "Latency percentiles (ms)",
         ["total", "queue", "inference"],
         [
             charts.Series(f"p{round(q * 100)}", [figures.percentiles[c][q] for c in columns], PERCENTILE_COLORS[q])
-            for q in queries.QUANTILES
+            for q in QUANTILES
         ],
         unit="ms",
     )
 
 
-def status_rows(figures: queries.Figures) -> list[dict]:
+def status_rows(figures: Figures) -> list[dict]:
     """Rows of the status table: successes first, then each error status and code, with shares."""
     total = figures.requests or 1
     rows = [{"status": "< 400", "code": "ok", "count": figures.requests - figures.error_count}]
@@ -72,7 +74,7 @@ def status_rows(figures: queries.Figures) -> list[dict]:
     return rows
 
 
-def error_chart(figures: queries.Figures) -> str:
+def error_chart(figures: Figures) -> str:
     by_status: dict[int, int] = {}
     for e in figures.errors:
         by_status[e.status] = by_status.get(e.status, 0) + e.count
@@ -86,7 +88,7 @@ def error_chart(figures: queries.Figures) -> str:
     )
 
 
-def batch_chart(figures: queries.Figures) -> str:
+def batch_chart(figures: Figures) -> str:
     total = sum(n for _, n in figures.batch_sizes) or 1
     return charts.bar_chart(
         "Batch size each request rode in (% of requests)",
@@ -118,14 +120,14 @@ def dashboard_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> Templ
     selection = selection_from(request)
     figures = queries.figures(selection)
     multiproc_dir = conf.metrics_multiproc_dir()
-    quantile_names = [f"p{round(q * 100)}" for q in queries.QUANTILES]
+    quantile_names = [f"p{round(q * 100)}" for q in QUANTILES]
     context = {
         **model_admin.admin_site.each_context(request),
         "title": "Latency dashboard",
         "opts": RequestLog._meta,
         "selection": selection,
         "figures": figures,
-        "windows": list(queries.WINDOWS.values()),
+        "windows": list(WINDOWS.values()),
         "endpoints": distinct_values(RequestLog, "endpoint"),
         "models": distinct_values(RequestLog, "model"),
         "rates": {
@@ -134,8 +136,8 @@ def dashboard_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> Templ
             "error_rate": 100 * figures.error_count / figures.requests if figures.requests else 0.0,
         },
         "percentile_rows": [
-            {"name": column.removesuffix("_ms"), "values": [figures.percentiles[column][q] for q in queries.QUANTILES]}
-            for column in queries.LATENCIES
+            {"name": column.removesuffix("_ms"), "values": [figures.percentiles[column][q] for q in QUANTILES]}
+            for column in LATENCIES
         ],
         "quantile_names": quantile_names,
         "status_rows": status_rows(figures),
@@ -145,7 +147,7 @@ def dashboard_view(request: HttpRequest, model_admin: admin.ModelAdmin) -> Templ
             "errors": error_chart(figures),
             "batches": batch_chart(figures),
         },
-        "headline": [(f"p{round(q * 100)}", figures.percentiles["total_ms"][q]) for q in queries.QUANTILES],
+        "headline": [(f"p{round(q * 100)}", figures.percentiles["total_ms"][q]) for q in QUANTILES],
         "recorder": recorder_figures(multiproc_dir),
         "multiprocess": bool(multiproc_dir),
     }
