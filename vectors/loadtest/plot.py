@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .result import BenchmarkReport
 
-PERCENTILE_TICKS = (0.0, 50.0, 90.0, 99.0, 99.9, 99.99, 99.999)
+PERCENTILE_TICKS = (50.0, 90.0, 99.0, 99.9, 99.99, 99.999)
 
 
 def _x(percentile: float) -> float:
@@ -34,7 +34,9 @@ def write_plot(report: BenchmarkReport, path: Path) -> None:
         rate_ax.plot(seconds, [time_bin.ok for time_bin in summary.timeline], marker=".", label=label)
     latency_ax.set_xticks([_x(t) for t in PERCENTILE_TICKS], [f"{t:g}%" for t in PERCENTILE_TICKS])
     latency_ax.set_yscale("log")
-    latency_ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+    latency_ax.yaxis.set_major_formatter(plain)
+    latency_ax.yaxis.set_minor_formatter(plain)
     latency_ax.set_xlabel("percentile")
     latency_ax.set_ylabel("latency (ms, log scale)")
     latency_ax.set_title("Latency distribution")
