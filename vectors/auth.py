@@ -44,7 +44,7 @@ def _lookup(raw: str) -> str | None:
 
 
 def check_api_key(raw: str | None) -> str | None:
-    """Return the key's name, or None when no key was sent and none is required.
+    """Return the key's name, or None when keys are not required and no valid key was sent.
 
     Raises:
         Unauthorized: a key is required and missing, or the key is unknown, revoked or expired.
@@ -63,6 +63,8 @@ def check_api_key(raw: str | None) -> str | None:
         name = _lookup(raw)
         if name is None:
             _verified.pop(digest, None)
+            if not limits.require_api_key:
+                return None  # keys optional: clients that must send something (OpenAI SDKs) send placeholders
             raise Unauthorized("invalid, revoked or expired API key")
         _verified[digest] = (name, now + limits.api_key_cache_s)
     check_rate(name)
