@@ -62,8 +62,10 @@ async def test_keys_are_optional_in_development_settings_and_placeholders_pass(c
     assert status == 200
 
 
-async def test_per_key_rate_limit_answers_429_with_retry_after(client):
+async def test_per_key_rate_limit_answers_429_with_retry_after(client, monkeypatch):
     from asgiref.sync import sync_to_async
+
+    monkeypatch.setattr(ratelimit, "clock", lambda: 1000.0)  # time stands still: no refill between requests
 
     _, raw = await sync_to_async(APIKey.objects.create_key)(name="greedy")
     with keys_required(RATE_LIMIT_PER_KEY=0.5, RATE_LIMIT_BURST=2):
