@@ -23,14 +23,20 @@ class ApiError(drf.APIException):
     error_type = "invalid_request_error"
 
     def __init__(self, message: str | None = None, *, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message or self.default_detail, code or self.default_code)
-        self.message = str(message or self.default_detail)
-        self.param = param
+        message = printable(str(message or self.default_detail))
+        super().__init__(message, code or self.default_code)
+        self.message = message
+        self.param = None if param is None else printable(param)
         self.code = code or self.default_code
         self.retry_after_s: int | None = None
 
     def envelope(self) -> dict:
         return {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}}
+
+
+def printable(text: str) -> str:
+    """Escape what UTF-8 cannot carry (a lone surrogate echoed from the request), so every error renders."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class InvalidRequest(ApiError):

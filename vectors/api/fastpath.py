@@ -8,7 +8,6 @@ which on a 2-core machine competes with the model for the same cores. Everything
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import urllib.parse
 import uuid
@@ -19,7 +18,8 @@ import orjson
 from .. import auth, conf, lifecycle
 from ..engine.errors import EngineStopped
 from . import accounting, core, endpoints
-from .errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType, as_api_error
+from .errors import ApiError, InternalError, PayloadTooLarge, UnsupportedMediaType, as_api_error
+from .parsers import parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -40,25 +40,6 @@ ROUTES: dict[tuple[str, str], tuple[str, endpoints.Handler, bool]] = {
 
 class ClientGone(Exception):
     """The client disconnected before its answer was ready."""
-
-
-def parse_json(body: bytes) -> object:
-    """Parse a JSON body like DRF's JSONParser would (empty body = empty object)."""
-    if not body.strip():
-        return {}
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    # orjson refuses some inputs the stdlib takes (lone surrogate escapes); let validation name those.
-    try:
-        return json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"body is not valid JSON: {exc}", code="invalid_json") from None
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def parse_query(raw: bytes) -> dict[str, str]:

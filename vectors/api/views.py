@@ -18,6 +18,7 @@ from .. import __version__, auth, conf, lifecycle
 from ..engine.errors import EngineStopped
 from . import accounting, core, endpoints
 from .errors import PayloadTooLarge
+from .openapi import BODY_ERRORS, KEY_ERRORS, OPENAI_ERRORS, QUERY_ERRORS, RETRY_AFTER, error_responses
 from .serializers import EmbeddingsRequestSerializer, EmbedRequestSerializer, SimilarityRequestSerializer
 
 VECTOR_LIST = serializers.ListField(child=serializers.FloatField())
@@ -97,8 +98,10 @@ class EmbeddingsView(EmbeddingView):
                     "model": serializers.CharField(),
                     "usage": serializers.DictField(),
                 },
-            )
+            ),
+            **error_responses(OPENAI_ERRORS),
         },
+        parameters=[RETRY_AFTER],
         summary="Create embeddings (OpenAI contract)",
     )
     async def post(self, request: Request) -> Response:
@@ -112,7 +115,8 @@ class EmbedView(EmbeddingView):
 
     @extend_schema(
         request=EmbedRequestSerializer,
-        responses={200: {"type": "array", "items": VECTOR_SCHEMA}},
+        responses={200: {"type": "array", "items": VECTOR_SCHEMA}, **error_responses(BODY_ERRORS)},
+        parameters=[RETRY_AFTER],
         summary="Embed (TEI contract)",
     )
     async def post(self, request: Request) -> Response:
@@ -125,8 +129,11 @@ class GetVectorView(EmbeddingView):
     endpoint = "get_vector"
 
     @extend_schema(
-        parameters=[OpenApiParameter("sentence", str, required=True)],
-        responses={200: inline_serializer("VectorResponse", {"vector": VECTOR_LIST})},
+        parameters=[OpenApiParameter("sentence", str, required=True), RETRY_AFTER],
+        responses={
+            200: inline_serializer("VectorResponse", {"vector": VECTOR_LIST}),
+            **error_responses(QUERY_ERRORS),
+        },
         summary="One sentence's vector (write-up contract)",
     )
     async def get(self, request: Request) -> Response:
@@ -138,7 +145,11 @@ class SimilarityView(EmbeddingView):
 
     endpoint = "similarity"
 
-    @extend_schema(request=SimilarityRequestSerializer, responses={200: VECTOR_SCHEMA})
+    @extend_schema(
+        request=SimilarityRequestSerializer,
+        responses={200: VECTOR_SCHEMA, **error_responses(BODY_ERRORS)},
+        parameters=[RETRY_AFTER],
+    )
     async def post(self, request: Request) -> Response:
         return await self.answer(endpoints.similarity, request.data)
 
@@ -146,7 +157,7 @@ class SimilarityView(EmbeddingView):
 class ModelsView(APIView):
     """OpenAI model list."""
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **error_responses(KEY_ERRORS)})
     async def get(self, request: Request) -> Response:
         await auth.authorize(request.headers.get("Authorization"))
         registry = conf.get_registry()
