@@ -43,8 +43,8 @@ def _lookup(raw: str) -> str | None:
     return None if key.has_expired else key.name
 
 
-def check_api_key(raw: str | None) -> str | None:
-    """Return the key's name, or None when keys are not required and no valid key was sent.
+def verify_key(raw: str | None) -> str | None:
+    """Return the key's name, or None when keys are not required and no valid key was sent (sync).
 
     Raises:
         Unauthorized: a key is required and missing, or the key is unknown, revoked or expired.
@@ -71,12 +71,16 @@ def check_api_key(raw: str | None) -> str | None:
     return name
 
 
-async def authorize(authorization: str | None) -> str | None:
-    """Check the Authorization header; the database is crossed only when the key is not cached."""
-    raw = key_from_header(authorization)
+async def check_api_key(raw: str | None) -> str | None:
+    """Check a raw key as `verify_key` does; the database is crossed only when the key is not cached."""
     if raw is None or _verified.get(_digest(raw), ("", 0.0))[1] > clock():
-        return check_api_key(raw)
-    return await sync_to_async(check_api_key, thread_sensitive=True)(raw)
+        return verify_key(raw)
+    return await sync_to_async(verify_key, thread_sensitive=True)(raw)
+
+
+async def authorize(authorization: str | None) -> str | None:
+    """Check an `Authorization` header (HTTP adapters; the WebSocket consumer calls check_api_key)."""
+    return await check_api_key(key_from_header(authorization))
 
 
 def forget_keys() -> None:
