@@ -294,6 +294,36 @@ async def test_frames_over_the_keys_rate_get_429_with_retry_after(keys_required,
     assert refused["error"]["code"] == "rate_limited" and taken == ["svc-a", "svc-a"]
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_real_api_keys_are_checked_in_the_handshake_and_in_an_auth_frame(monkeypatch, reference):
+    from asgiref.sync import sync_to_async
+    from rest_framework_api_key.models import APIKey
+
+    from vectors import auth
+
+    limits = dataclasses.replace(conf.limits(), require_api_key=True)
+    monkeypatch.setattr(conf, "limits", lambda: limits)
+    auth.forget_keys()
+    _, key = await sync_to_async(APIKey.objects.create_key)(name="java-batch")
+
+    by_header = await connected([(b"authorization", f"Bearer {key}".encode())])
+    await assert_still_serves(by_header, reference)
+    await by_header.disconnect()
+
+    by_frame = await connected()
+    await by_frame.send_json_to({"id": 1, "input": "no key yet"})
+    assert (await answer(by_frame))["status"] == 401
+    await by_frame.send_json_to({"type": "auth", "api_key": key})
+    assert (await answer(by_frame))["authenticated"] is True
+    await assert_still_serves(by_frame, reference)
+    await by_frame.disconnect()
+
+    wrong = await connected([(b"authorization", b"Bearer not-a-key")])
+    assert (await answer(wrong))["status"] == 401
+    assert (await wrong.receive_output(timeout=WAIT_S))["code"] == consumers.CLOSE_UNAUTHORIZED
+    auth.forget_keys()
+
+
 # -- Origin --------------------------------------------------------------------------------
 
 
