@@ -31,3 +31,13 @@ async def test_percent_encoded_utf8_query_is_decoded():
     answer = await client.get("/get_vector", {"sentence": "今天天气很好"})
     assert answer.status_code == 200
     assert len(answer.json()["vector"]) == 384
+
+
+async def test_both_adapters_treat_odd_queries_and_media_types_alike():
+    from tests.api.conftest import DrfClient
+
+    for client in (AsgiClient(), DrfClient()):
+        odd_query = await client.get("/get_vector", {"sentence": b"caf\xff".decode("latin-1")})
+        assert odd_query.status_code == 200
+        odd_type = await client.post("/v1/embeddings", b'{"input": "x"}', "application/x-json")
+        assert odd_type.status_code == 415

@@ -47,7 +47,8 @@ def parse_query(raw: bytes) -> dict[str, str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
-    return dict(urllib.parse.parse_qsl(text, keep_blank_values=True, errors="surrogateescape"))
+    # Like Django's QueryDict: undecodable percent-escapes become U+FFFD rather than an error.
+    return dict(urllib.parse.parse_qsl(text, keep_blank_values=True, errors="replace"))
 
 
 def header(scope: dict, name: bytes) -> str | None:
@@ -100,7 +101,7 @@ class FastEmbeddingApp:
             caller = await auth.authorize(header(scope, b"authorization")) or caller
             if takes_body:
                 content_type = header(scope, b"content-type")
-                if content_type and "json" not in content_type.lower():
+                if content_type and content_type.split(";")[0].strip().lower() != "application/json":
                     raise UnsupportedMediaType(f"unsupported media type {content_type!r}; send application/json")
                 data = parse_json(await read_body(scope, receive, conf.limits().max_body_bytes))
             else:
