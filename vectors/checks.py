@@ -7,10 +7,47 @@ import os
 from django.core import checks
 
 from . import conf
+from .engine import support
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-BACKENDS = ("torch", "onnx", "openvino")
-DTYPES = ("fp32", "fp16", "bf16", "int8")
+BACKENDS = support.BACKENDS
+DTYPES = support.DTYPES
+
+
+def check_runtime(entry: dict) -> list[checks.CheckMessage]:
+    """Refuse a backend/dtype/device combination that cannot run, or whose package is missing."""
+    name, backend = entry["NAME"], entry.get("BACKEND", "torch")
+    dtype, device = entry.get("DTYPE", "fp32"), entry.get("DEVICE", "auto")
+    hint = "Set EMBED_BACKEND / EMBED_DTYPE / EMBED_DEVICE, or ;backend= ;dtype= ;device= in EMBED_EXTRA_MODELS."
+    if backend not in BACKENDS:
+        return [checks.Error(f"model {name!r}: backend {backend!r} is not one of {BACKENDS}", id="vectors.E005")]
+    if dtype not in DTYPES:
+        return [checks.Error(f"model {name!r}: dtype {dtype!r} is not one of {DTYPES}", id="vectors.E006")]
+    reason = support.problem(backend, dtype, device)
+    if reason:
+        return [checks.Error(f"model {name!r}: {reason}", hint=hint, id="vectors.E008")]
+    package = support.missing_package(backend)
+    if package:
+        return [
+            checks.Error(
+                f"model {name!r}: backend {backend!r} needs the package {package!r}, which is not installed",
+                hint="Install the pinned requirements (scripts/setup).",
+                id="vectors.E009",
+            )
+        ]
+    if support.device_kind(device) == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            return [
+                checks.Error(
+                    f"model {name!r}: device {device!r} but torch {torch.__version__} ({built}) sees no CUDA device",
+                    hint="Use EMBED_DEVICE=cpu (or auto), or install a CUDA build of torch on a GPU machine.",
+                    id="vectors.E010",
+                )
+            ]
+    return []
 
 
 @checks.register()
@@ -37,18 +74,7 @@ def check_embeddings(app_configs: object = None, **kwargs: object) -> list[check
             errors.append(
                 checks.Error(f"model {entry['NAME']!r}: device {device!r} is not one of {DEVICES}", id="vectors.E004")
             )
-        if entry.get("BACKEND", "torch") not in BACKENDS:
-            errors.append(
-                checks.Error(
-                    f"model {entry['NAME']!r}: backend {entry['BACKEND']!r} is not one of {BACKENDS}", id="vectors.E005"
-                )
-            )
-        if entry.get("DTYPE", "fp32") not in DTYPES:
-            errors.append(
-                checks.Error(
-                    f"model {entry['NAME']!r}: dtype {entry['DTYPE']!r} is not one of {DTYPES}", id="vectors.E006"
-                )
-            )
+        errors += check_runtime(entry)
     positive = [
         "MAX_BATCH_SIZE",
         "MAX_BATCH_TOKENS",
@@ -58,6 +84,7 @@ def check_embeddings(app_configs: object = None, **kwargs: object) -> list[check
         "MAX_INPUTS_PER_REQUEST",
         "MAX_INPUT_CHARS",
         "MAX_BODY_BYTES",
+        "WS_MAX_INFLIGHT",
     ]
     for key in positive:
         if cfg[key] <= 0:

@@ -44,6 +44,7 @@ async def test_a_poisoned_input_fails_only_its_own_request(client, registry_over
             assert response.status_code == 500
             body = response.json()
             assert body["error"]["code"] == "model_error"
+            assert response["X-Should-Retry"] == "false"  # OpenAI SDKs would retry the same failing input
             assert "Traceback" not in response.content.decode()
         else:
             assert response.status_code == 200

@@ -177,7 +177,12 @@ def as_api_error(exc: Exception) -> ApiError | None:
 
 
 def error_headers(err: ApiError) -> dict[str, str]:
-    return {"Retry-After": str(err.retry_after_s)} if err.retry_after_s is not None else {}
+    """Retry-After on 429/503; on a model error, tell OpenAI SDKs not to retry the same failing input."""
+    if err.retry_after_s is not None:
+        return {"Retry-After": str(err.retry_after_s)}
+    if isinstance(err, ModelFailed):
+        return {"X-Should-Retry": "false"}
+    return {}
 
 
 def exception_handler(exc: Exception, context: dict) -> Response:

@@ -18,7 +18,7 @@ import orjson
 from .. import auth, conf, lifecycle
 from ..engine.errors import EngineStopped
 from . import accounting, core, endpoints
-from .errors import ApiError, InternalError, PayloadTooLarge, UnsupportedMediaType, as_api_error
+from .errors import InternalError, PayloadTooLarge, UnsupportedMediaType, as_api_error, error_headers
 from .parsers import parse_json
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class FastEmbeddingApp:
             if err is None:
                 logger.exception("unhandled error on %s", scope.get("path"))
                 err = InternalError()
-            status, payload, extra = err.status_code, err.envelope(), error_headers(err)
+            status, payload, extra = err.status_code, err.envelope(), list(error_headers(err).items())
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -155,10 +155,6 @@ class FastEmbeddingApp:
             caller=caller,
             request_id=request_id,
         )
-
-
-def error_headers(err: ApiError) -> list[tuple[str, str]]:
-    return [("retry-after", str(err.retry_after_s))] if err.retry_after_s is not None else []
 
 
 async def watch_disconnect(receive: Receive, task: asyncio.Task | None) -> None:
