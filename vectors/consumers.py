@@ -206,6 +206,7 @@ class EmbedConsumer(AsyncJsonWebsocketConsumer):
         job = core.EmbedJob(data["input"], model=data.get("model"), truncate=True, dimensions=data.get("dimensions"))
         task = asyncio.create_task(self._embed(ident, job, data["encoding_format"], stopwatch))
         self.tasks.add(task)
+        lifecycle.frame_started()
         task.add_done_callback(self._task_done)
 
     # -- one request ----------------------------------------------------------------------
@@ -242,6 +243,7 @@ class EmbedConsumer(AsyncJsonWebsocketConsumer):
         self._record(job.model, stopwatch, status, code, outcome, len(job.inputs))
 
     def _task_done(self, task: asyncio.Task) -> None:
+        lifecycle.frame_finished()
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("WebSocket request task failed", exc_info=task.exception())

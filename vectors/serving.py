@@ -158,7 +158,7 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
         def poll() -> None:
             now = time.monotonic()
             quiet = now - app.last_arrival >= QUIET_BEFORE_EXIT_S
-            if app.admitted == 0 and app.active == 0 and quiet:
+            if app.admitted == 0 and app.active == 0 and lifecycle.frames_in_flight() == 0 and quiet:
                 finish()
             elif now >= deadline:
                 logger.warning("drain deadline passed with %d admitted requests in flight", app.admitted)
