@@ -58,6 +58,7 @@ def limit_child() -> None:
 
 
 def measure_limit() -> dict:
+    print("measuring the model's offline limit", file=sys.stderr, flush=True)
     out = subprocess.run(
         [sys.executable, __file__, "--limit-child"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=600
     )
@@ -65,6 +66,7 @@ def measure_limit() -> dict:
 
 
 def wrk(url: str, script: str, connections: int, seconds: int, **env: str) -> dict:
+    print(f"wrk {script} -c{connections} {seconds}s {env or ''}", file=sys.stderr, flush=True)
     threads = min(2, connections)
     command = [
         "wrk",
