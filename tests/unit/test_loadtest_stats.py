@@ -14,7 +14,7 @@ def sample(latency_s, scheduled_s=0.0, status=200, texts=1, **reply):
     return Sample(scheduled_s, scheduled_s, scheduled_s + latency_s, texts, Reply(status, **reply))
 
 
-def recorder_with(latencies_s, duration_s=1e9):
+def recorder_with(latencies_s, duration_s=100.0):
     recorder = Recorder(Window(0.0, 0.0, duration_s=duration_s))
     for latency in latencies_s:
         recorder.add(sample(latency))
@@ -139,6 +139,13 @@ def test_timeline_bins_answers_by_the_second_they_completed_in():
     timeline = recorder.summary().timeline
     assert [(b.second, b.ok, b.failed) for b in timeline] == [(0, 3, 0), (1, 1, 1), (2, 1, 0)]
     assert timeline[0].p99_ms == pytest.approx(50, rel=0.01)
+
+
+def test_timeline_shows_seconds_without_answers_as_zeros():
+    recorder = Recorder(Window(0.0, 0.0, duration_s=4.0))
+    recorder.add(Sample(0.1, 0.1, 0.2, 1, Reply(200)))
+    recorder.add(Sample(2.1, 2.1, 2.5, 1, Reply(200)))
+    assert [b.ok for b in recorder.summary().timeline] == [1, 0, 1, 0]
 
 
 def test_plot_percentiles_rise_monotonically_up_to_the_maximum():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from hdrh.histogram import HdrHistogram
 
@@ -14,6 +14,7 @@ LOWEST_US = 1
 HIGHEST_US = 600_000_000  # 10 minutes; slower answers are recorded as 10 minutes
 SIGNIFICANT_DIGITS = 3  # values are exact to 0.1%
 BIN_DIGITS = 2  # per-second histograms only feed the plot
+MAX_TIMELINE_BINS = 24 * 3600
 STATUS_CLASSES = ("2xx", "429", "503", "other", CONNECT_ERROR, TIMEOUT)
 # Percentiles the plot draws: 0, 90, 99, ... up to 99.999 in even steps of log10(1 / (1 - p)).
 PLOT_PERCENTILES = tuple(100 * (1 - 10 ** (-step / 20)) for step in range(0, 101))
@@ -225,8 +226,17 @@ class Recorder:
             server_inference_ms=self._split[2] / split_count if split_count else None,
             server_batch_size=self._split[3] / split_count if split_count else None,
             percentiles=percentiles,
-            timeline=[self._time_bin(i, b) for i, b in sorted(self._bins.items())],
+            timeline=self._timeline(elapsed),
         )
+
+    def _timeline(self, elapsed_s: float) -> list[TimeBin]:
+        """Every second of the window, the ones without any answer included (as zeros)."""
+        seconds = max([min(math.ceil(elapsed_s / self.bin_s), MAX_TIMELINE_BINS), *(i + 1 for i in self._bins)])
+        empty = TimeBin(0, 0, 0, 0, 0.0, 0.0)
+        return [
+            self._time_bin(index, self._bins[index]) if index in self._bins else replace(empty, second=index)
+            for index in range(seconds)
+        ]
 
     def _time_bin(self, index: int, time_bin: _Bin) -> TimeBin:
         ms = percentiles_ms(time_bin.histogram, (50, 99), math.inf) if time_bin.ok else {50: 0.0, 99: 0.0}
