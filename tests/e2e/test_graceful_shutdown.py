@@ -41,7 +41,11 @@ async def test_sigterm_during_load_finishes_admitted_requests_and_exits_zero(tmp
         server.process.send_signal(signal.SIGTERM)
         stop_at[0] = signalled + 3
         await asyncio.gather(*workers)
-    exit_code = await asyncio.to_thread(server.process.wait, 25)
+    try:
+        exit_code = await asyncio.to_thread(server.process.wait, 25)
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()  # never leave a server behind, even when the drain failed
     exited = time.monotonic()
 
     before = [status for sent, _, status in results if sent < signalled]
