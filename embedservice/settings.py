@@ -163,6 +163,17 @@ EMBED_MAX_BODY_BYTES = int(env_number("EMBED_MAX_BODY_BYTES", 8 * 1024 * 1024))
 DATA_UPLOAD_MAX_MEMORY_SIZE = EMBED_MAX_BODY_BYTES
 
 
+# Per-model options of EMBED_EXTRA_MODELS items ("name[=path][;option=value]..."): option -> (key, type).
+MODEL_OPTIONS = {
+    "backend": ("BACKEND", str),
+    "dtype": ("DTYPE", str),
+    "device": ("DEVICE", str),
+    "max_seq_length": ("MAX_SEQ_LENGTH", int),
+    "max_batch_size": ("MAX_BATCH_SIZE", int),
+    "max_batch_tokens": ("MAX_BATCH_TOKENS", int),
+}
+
+
 def model_entry(name: str, path: str) -> dict:
     return {
         "NAME": name,
@@ -174,21 +185,38 @@ def model_entry(name: str, path: str) -> dict:
     }
 
 
+def extra_model_entry(item: str, default_path: str) -> dict:
+    """Parse one EMBED_EXTRA_MODELS item: `name=path`, `name` (the main model's weights), `;option=value`s."""
+    head, *options = [part.strip() for part in item.split(";")]
+    name, _, path = (part.strip() for part in head.partition("="))
+    if not name:
+        raise ImproperlyConfigured(f"EMBED_EXTRA_MODELS item {item!r}: expected name[=path][;option=value...]")
+    entry = model_entry(name, path or default_path)
+    for option in options:
+        key, sep, value = (part.strip() for part in option.partition("="))
+        if not sep or key not in MODEL_OPTIONS or not value:
+            raise ImproperlyConfigured(
+                f"EMBED_EXTRA_MODELS item {item!r}: option {option!r} is not one of "
+                f"{', '.join(k + '=...' for k in MODEL_OPTIONS)}"
+            )
+        setting, cast = MODEL_OPTIONS[key]
+        try:
+            entry[setting] = cast(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"EMBED_EXTRA_MODELS item {item!r}: {key}={value!r} is not a number") from None
+    return entry
+
+
 def model_entries() -> list[dict]:
-    entries = [
-        model_entry(env.get("EMBED_MODEL_NAME", "all-MiniLM-L6-v2"), env.get("EMBED_MODEL") or packaged_model_path())
-    ]
-    for item in env_list("EMBED_EXTRA_MODELS"):
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ImproperlyConfigured(f"EMBED_EXTRA_MODELS item {item!r}: expected name=path")
-        entries.append(model_entry(name, path))
-    return entries
+    main = model_entry(env.get("EMBED_MODEL_NAME", "all-MiniLM-L6-v2"), env.get("EMBED_MODEL") or packaged_model_path())
+    return [main] + [extra_model_entry(item, main["PATH"]) for item in env_list("EMBED_EXTRA_MODELS")]
 
 
 EMBEDDINGS = {
     "MODELS": model_entries(),
     "MODEL_ALIASES": env_list("EMBED_MODEL_ALIASES"),
+    # Exported onnx/openvino artifacts of models whose own directory is read-only or an installed package.
+    "CACHE_DIR": env.get("EMBED_CACHE_DIR") or str(DATA_DIR / "models"),
     "TORCH_THREADS": int(env_number("EMBED_TORCH_THREADS", 0)) or None,
     "WARMUP": env_bool("EMBED_WARMUP", True),
     "MAX_BATCH_SIZE": int(env_number("EMBED_MAX_BATCH_SIZE", 128)),

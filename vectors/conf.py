@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from django.conf import settings
@@ -114,6 +114,7 @@ def batcher_config() -> BatcherConfig:
 
 
 def model_configs() -> list[ModelConfig]:
+    """Return one ModelConfig per served model; an entry's own batch limits override the global ones."""
     cfg = embeddings()
     batcher = batcher_config()
     return [
@@ -126,7 +127,12 @@ def model_configs() -> list[ModelConfig]:
             max_seq_length=entry.get("MAX_SEQ_LENGTH"),
             torch_threads=cfg.get("TORCH_THREADS"),
             warmup=cfg.get("WARMUP", True),
-            batcher=batcher,
+            batcher=replace(
+                batcher,
+                max_batch_size=entry.get("MAX_BATCH_SIZE") or batcher.max_batch_size,
+                max_batch_tokens=entry.get("MAX_BATCH_TOKENS") or batcher.max_batch_tokens,
+            ),
+            cache_dir=cfg.get("CACHE_DIR", ""),
         )
         for entry in cfg["MODELS"]
     ]

@@ -31,7 +31,14 @@ class BatcherConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One served model: where its weights are, where it runs, and how it batches."""
+    """One served model: where its weights are, where it runs, and how it batches.
+
+    backend / dtype: torch fp32|bf16|fp16 (fp16 on CUDA only), onnx fp32|int8, openvino fp32|bf16;
+        vectors.engine.support says which run where.
+    torch_threads: threads of one model call, whatever the backend (None: torch's default).
+    cache_dir: where exported (onnx/openvino) artifacts go when the model's own directory is not
+        writable or is an installed package; '' means ~/.cache/embedservice.
+    """
 
     name: str
     path: str
@@ -42,3 +49,4 @@ class ModelConfig:
     torch_threads: int | None = None
     warmup: bool = True
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
+    cache_dir: str = ""

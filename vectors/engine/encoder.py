@@ -1,17 +1,20 @@
-"""Load a sentence-transformers model and encode lists of texts with it (sync, one thread)."""
+"""Load a model and encode lists of texts with it (sync, one thread), on the configured backend and dtype."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from . import support
 from .config import ModelConfig
 from .errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
+
+Runner = Callable[[Sequence[str]], np.ndarray]
 
 
 def resolve_device(requested: str) -> str:
@@ -28,19 +31,30 @@ def resolve_device(requested: str) -> str:
 class Encoder:
     """A loaded model: tokenizer, dimensions and the one `encode` the batcher calls.
 
-    A trailing `Normalize` module is taken out of the pipeline so that callers may ask for
-    raw pooled vectors (TEI's `normalize=false`); `normalizes` says whether the model's own
-    pipeline normalised, and the API applies it unless asked not to.
+    The sentence-transformers model is always loaded (on CPU for the exported backends): it gives the
+    tokenizer, the limits and the pipeline that `onnx` and `openvino` export once (vectors.engine.export)
+    and then run instead of torch. A trailing `Normalize` module is taken out of the pipeline so that
+    callers may ask for raw pooled vectors (TEI's `normalize=false`); `normalizes` says whether the
+    model's own pipeline normalised, and the API applies it unless asked not to.
     """
 
     def __init__(self, config: ModelConfig) -> None:
-        """Load the model named by `config`.
+        """Load the model named by `config` on its backend, exporting it first if needed.
 
         Raises:
-            ModelLoadError: the path or hub id cannot be loaded.
+            ModelLoadError: the path or hub id cannot be loaded, the combination of backend, dtype
+                and device cannot run here, or the export failed.
         """
         self.config = config
-        self.device = resolve_device(config.device)
+        self.backend = config.backend
+        self.dtype = config.dtype
+        reason = support.problem(config.backend, config.dtype, config.device)
+        if reason:
+            raise ModelLoadError(f"model {config.name!r}: {reason}")
+        self.device = resolve_device(config.device) if config.backend == "torch" else "cpu"
+        reason = support.problem(config.backend, config.dtype, self.device)
+        if reason:
+            raise ModelLoadError(f"model {config.name!r}: {reason}")
         self.model = self._load(config, self.device)
         self.normalizes = self._strip_normalize()
         if config.max_seq_length:
@@ -48,6 +62,8 @@ class Encoder:
         self.max_seq_length: int = int(self.model.max_seq_length)
         self.dimensions: int = int(self.model.get_embedding_dimension())
         self.tokenizer = self.model.tokenizer
+        self.artifact: str | None = None
+        self._run: Runner = self._make_runner(config)
         self.model_calls = 0
 
     @staticmethod
@@ -62,7 +78,7 @@ class Encoder:
         from sentence_transformers import SentenceTransformer
 
         try:
-            model = SentenceTransformer(config.path, device=device, backend=config.backend)
+            model = SentenceTransformer(config.path, device=device)
         except Exception as exc:  # the library raises many types; all mean "cannot load"
             raise ModelLoadError(
                 f"model {config.name!r}: cannot load {config.path!r}: {type(exc).__name__}: {exc}"
@@ -77,28 +93,34 @@ class Encoder:
             return True
         return False
 
+    def _threads(self) -> int:
+        if self.config.torch_threads:
+            return self.config.torch_threads
+        import torch
+
+        return torch.get_num_threads()
+
+    def _make_runner(self, config: ModelConfig) -> Runner:
+        from . import backends
+
+        if config.backend == "torch":
+            return backends.TorchRunner(self.model, self.device, config.dtype)
+        package = support.missing_package(config.backend)
+        if package:
+            raise ModelLoadError(f"model {config.name!r}: backend {config.backend!r} needs the package {package!r}")
+        from .export import ensure_artifact
+
+        variant = "onnx-int8" if config.dtype == "int8" else "onnx-fp32"
+        artifact = ensure_artifact(self.model, config.path, variant, config.cache_dir)
+        self.artifact = str(artifact)
+        if config.backend == "onnx":
+            return backends.OnnxRunner(self.tokenizer, self.max_seq_length, artifact, self._threads())
+        return backends.OpenVinoRunner(self.tokenizer, self.max_seq_length, artifact, self._threads(), config.dtype)
+
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Return each text's token count with special tokens, before any truncation."""
-        counter = self._token_counter()
-        if counter is not None:
-            # The Rust tokenizer directly: half the cost of the transformers wrapper, on the event loop.
-            return [len(encoding) for encoding in counter.encode_batch(list(texts), add_special_tokens=True)]
         encoded = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)
         return [len(ids) for ids in encoded["input_ids"]]
-
-    def _token_counter(self):  # noqa: ANN202 - tokenizers.Tokenizer | None
-        if not hasattr(self, "_counter"):
-            backend = getattr(self.tokenizer, "backend_tokenizer", None)
-            counter = None
-            if backend is not None:
-                from tokenizers import Tokenizer
-
-                # A private copy: the model's own one carries padding/truncation state between calls.
-                counter = Tokenizer.from_str(backend.to_str())
-                counter.no_truncation()
-                counter.no_padding()
-            self._counter = counter
-        return self._counter
 
     def decode_tokens(self, token_ids: Sequence[int]) -> str:
         """Return the text for token ids of this model's own tokenizer."""
@@ -110,21 +132,10 @@ class Encoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return un-normalised float32 embeddings, one row per text, in order."""
-        import torch
-
         self.model_calls += 1
-        with torch.inference_mode():
-            rows = self.model.encode(
-                list(texts),
-                batch_size=max(1, len(texts)),
-                convert_to_numpy=True,
-                normalize_embeddings=False,
-                show_progress_bar=False,
-            )
-        return np.asarray(rows, dtype=np.float32)
+        return np.asarray(self._run(texts), dtype=np.float32)
 
     def warm(self) -> None:
         """Run a few calls so the first real request does not pay one-time costs."""
-        self.token_counts(["warm up"])
         self.encode(["warm up"])
         self.encode(["warm up the model with a batch of a few texts"] * 8)

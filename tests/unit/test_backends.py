@@ -1,0 +1,121 @@
+"""Backends on the packaged model: each loads, encodes and stays within its tolerance of torch fp32."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import cosines
+from vectors.engine import export
+from vectors.engine.config import ModelConfig
+from vectors.engine.encoder import Encoder
+from vectors.engine.errors import ModelLoadError
+from vectors.quality.corpus import quality_corpus
+from vectors.quality.guard import TOLERANCES, encode_all, judge
+from vectors.quality.metrics import compare
+
+TEXTS = list(quality_corpus())[::3]  # every third text: all languages and lengths, a third of the time
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="module")
+def fp32_rows(model_path: str) -> np.ndarray:
+    return encode_all(Encoder(ModelConfig("reference", model_path, device="cpu")).encode, TEXTS)
+
+
+@pytest.mark.parametrize(
+    ("backend", "dtype"), [("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("torch", "bf16")]
+)
+def test_each_backend_encodes_the_packaged_model_within_its_tolerance(backend, dtype, model_path, cache_dir, fp32_rows):
+    config = ModelConfig(
+        f"{backend}-{dtype}", model_path, device="cpu", backend=backend, dtype=dtype, cache_dir=cache_dir
+    )
+    verdict = judge(config, fp32_rows, TEXTS)
+    assert verdict.agreement is not None, verdict.skipped
+    tolerance = TOLERANCES[dtype]
+    assert verdict.agreement.mean_cosine >= tolerance.mean_cosine, verdict
+    assert verdict.agreement.worst_cosine >= tolerance.worst_cosine, verdict
+    if dtype == "fp32":
+        assert verdict.agreement.top_k_agreement >= tolerance.top_k_agreement, verdict
+
+
+def test_exported_encoder_keeps_the_encoder_surface(model_path, cache_dir, reference):
+    encoder = Encoder(ModelConfig("int8", model_path, device="cpu", backend="onnx", dtype="int8", cache_dir=cache_dir))
+    assert (encoder.dimensions, encoder.max_seq_length, encoder.device) == (384, 256, "cpu")
+    assert encoder.normalizes and encoder.backend == "onnx" and encoder.dtype == "int8"
+    assert encoder.token_counts(["hello world"]) == [4]
+    assert encoder.decode_tokens(encoder.tokenizer("hello world")["input_ids"]) == "hello world"
+    rows = encoder.encode(["a cat sits on the mat", "今天天气很好"])
+    assert rows.dtype == np.float32 and rows.shape == (2, 384)
+    assert np.linalg.norm(rows, axis=1).min() > 1.5  # un-normalised, like torch's pooled rows
+    assert cosines(rows, reference.encode(["a cat sits on the mat", "今天天气很好"])).min() >= 0.98
+    calls = encoder.model_calls
+    encoder.warm()
+    assert encoder.model_calls == calls + 2
+
+
+def test_int8_rows_do_not_depend_on_what_else_is_in_the_batch(model_path, cache_dir):
+    encoder = Encoder(ModelConfig("int8", model_path, device="cpu", backend="onnx", dtype="int8", cache_dir=cache_dir))
+    alone = encoder.encode(["the invoice from last month"])
+    crowded = encoder.encode(["the invoice from last month", "!!!!! " * 40, "ZZZZ 9999 ####"])[:1]
+    np.testing.assert_allclose(alone, crowded, rtol=0, atol=1e-4)
+
+
+def test_export_runs_once_and_a_second_load_reuses_it(model_path, tmp_path):
+    config = ModelConfig("int8", model_path, device="cpu", backend="onnx", dtype="int8", cache_dir=str(tmp_path))
+    before = dict(export.exports)
+    first = Encoder(config)
+    assert export.exports["onnx-fp32"] == before.get("onnx-fp32", 0) + 1
+    assert export.exports["onnx-int8"] == before.get("onnx-int8", 0) + 1
+    stamp = os.stat(first.artifact).st_mtime_ns
+    again = Encoder(config)
+    openvino = Encoder(ModelConfig("ov", model_path, device="cpu", backend="openvino", cache_dir=str(tmp_path)))
+    assert export.exports["onnx-fp32"] == before.get("onnx-fp32", 0) + 1  # openvino reads the same fp32 file
+    assert export.exports["onnx-int8"] == before.get("onnx-int8", 0) + 1
+    assert again.artifact == first.artifact and os.stat(again.artifact).st_mtime_ns == stamp
+    assert openvino.artifact and openvino.artifact.startswith(str(tmp_path))
+    assert export.is_complete(export.artifact_dir(model_path, "onnx-int8", str(tmp_path)))
+
+
+def test_a_library_upgrade_gives_a_new_artifact_key(model_path, monkeypatch):
+    key = export.artifact_key(model_path, "onnx-int8")
+    assert export.artifact_key(model_path, "onnx-fp32") != key
+    monkeypatch.setattr(export, "library_versions", lambda: {"onnxruntime": "99.0"})
+    assert export.artifact_key(model_path, "onnx-int8") != key
+
+
+def test_artifacts_go_next_to_a_writable_model_but_never_into_site_packages(model_path, tmp_path):
+    assert export.cache_root(model_path, str(tmp_path / "cache")) == tmp_path / "cache"
+    own = tmp_path / "my-model"
+    own.mkdir()
+    assert export.cache_root(str(own), str(tmp_path / "cache")) == own / export.LOCAL_DIR
+    assert export.cache_root("sentence-transformers/some-hub-id", "") == export.Path.home() / ".cache" / "embedservice"
+
+
+def test_an_unfinished_export_is_not_taken_for_a_finished_one(model_path, tmp_path):
+    target = export.artifact_dir(model_path, "onnx-fp32", str(tmp_path))
+    target.mkdir(parents=True)
+    (target / export.ARTIFACT).write_bytes(b"half a file")  # a crash before meta.json was written
+    assert not export.is_complete(target)
+
+
+def test_a_combination_that_cannot_run_fails_to_load_with_the_reason(model_path):
+    with pytest.raises(ModelLoadError, match="CUDA only"):
+        Encoder(ModelConfig("x", model_path, device="cpu", dtype="fp16"))
+    with pytest.raises(ModelLoadError, match="does not run dtype 'int8'"):
+        Encoder(ModelConfig("x", model_path, device="cpu", backend="torch", dtype="int8"))
+
+
+def test_compare_measures_cosine_and_neighbour_agreement():
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(50, 16))
+    same = compare(rows, rows * 3.0)
+    assert same.mean_cosine == pytest.approx(1.0) and same.top_k_agreement == 1.0
+    noisy = compare(rows, rows + rng.normal(scale=0.5, size=rows.shape))
+    assert noisy.mean_cosine < 0.99 and noisy.top_k_agreement < 1.0

@@ -1,0 +1,110 @@
+"""Per-model backend/dtype/device settings and the system checks that refuse what cannot run."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from embedservice import settings as project_settings
+from vectors import checks, conf
+from vectors.engine import support
+
+
+def with_models(*entries: dict) -> override_settings:
+    cfg = copy.deepcopy(settings.EMBEDDINGS)
+    main = cfg["MODELS"][0]
+    cfg["MODELS"] = [{**main, **entry} for entry in entries]
+    return override_settings(EMBEDDINGS=cfg)
+
+
+def errors_for(*entries: dict) -> list:
+    with with_models(*entries):
+        return [e for e in checks.check_embeddings() if e.level >= 40]
+
+
+def test_fp16_on_cpu_is_refused_by_a_system_check_that_says_why():
+    [error] = errors_for({"DTYPE": "fp16", "DEVICE": "cpu"})
+    assert error.id == "vectors.E008"
+    assert "CUDA only" in error.msg and "bf16" in error.msg and "int8" in error.msg
+
+
+def test_fp16_with_device_auto_must_name_cuda_explicitly():
+    [error] = errors_for({"DTYPE": "fp16", "DEVICE": "auto"})
+    assert error.id == "vectors.E008" and "set the device to cuda" in error.msg
+
+
+def test_cuda_on_a_machine_without_cuda_is_refused_at_startup():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    [error] = errors_for({"DTYPE": "fp16", "DEVICE": "cuda"})
+    assert error.id == "vectors.E010" and "sees no CUDA device" in error.msg
+
+
+@pytest.mark.parametrize(
+    ("backend", "dtype", "device", "needle"),
+    [
+        ("onnx", "bf16", "cpu", "does not run dtype 'bf16'"),
+        ("torch", "int8", "cpu", "backend=onnx"),
+        ("onnx", "int8", "cuda", "does not run on 'cuda'"),
+        ("tensorrt", "fp32", "cpu", "is not one of"),
+    ],
+)
+def test_combinations_that_cannot_run_are_refused(backend, dtype, device, needle):
+    [error] = errors_for({"BACKEND": backend, "DTYPE": dtype, "DEVICE": device})
+    assert needle in error.msg
+
+
+def test_supported_cpu_combinations_pass_the_checks():
+    assert (
+        errors_for(
+            {"NAME": "a"},
+            {"NAME": "b", "BACKEND": "onnx", "DTYPE": "int8", "DEVICE": "cpu"},
+            {"NAME": "c", "BACKEND": "openvino", "DTYPE": "fp32"},
+            {"NAME": "d", "BACKEND": "torch", "DTYPE": "bf16"},
+        )
+        == []
+    )
+
+
+def test_a_missing_backend_package_is_named(monkeypatch):
+    monkeypatch.setattr(support, "missing_package", lambda backend: "onnxruntime")
+    [error] = errors_for({"BACKEND": "onnx", "DTYPE": "int8"})
+    assert error.id == "vectors.E009" and "'onnxruntime'" in error.msg
+
+
+def test_extra_models_carry_their_own_backend_dtype_device_and_batch_limits(monkeypatch):
+    monkeypatch.setattr(project_settings, "env", {"EMBED_BACKEND": "torch", "EMBED_DTYPE": "fp32"})
+    entry = project_settings.extra_model_entry(
+        "mini-int8=/models/mini;backend=onnx;dtype=int8;device=cpu;max_batch_size=64", "/main"
+    )
+    assert entry["NAME"] == "mini-int8" and entry["PATH"] == "/models/mini"
+    assert (entry["BACKEND"], entry["DTYPE"], entry["DEVICE"], entry["MAX_BATCH_SIZE"]) == ("onnx", "int8", "cpu", 64)
+
+
+def test_an_extra_model_without_a_path_serves_the_main_models_weights(monkeypatch):
+    monkeypatch.setattr(project_settings, "env", {"EMBED_DEVICE": "cpu"})
+    entry = project_settings.extra_model_entry("fast ; backend=openvino", "/main")
+    assert (entry["NAME"], entry["PATH"], entry["BACKEND"], entry["DEVICE"]) == ("fast", "/main", "openvino", "cpu")
+    assert entry["DTYPE"] == "fp32"  # EMBED_* stay the defaults of every model
+
+
+@pytest.mark.parametrize("item", ["=path", "x;colour=blue", "x;backend", "x;max_batch_size=lots"])
+def test_a_malformed_extra_model_item_is_refused(monkeypatch, item):
+    monkeypatch.setattr(project_settings, "env", {})
+    with pytest.raises(ImproperlyConfigured, match="EMBED_EXTRA_MODELS"):
+        project_settings.extra_model_entry(item, "/main")
+
+
+def test_model_configs_take_per_model_batch_limits_and_the_cache_dir():
+    with with_models({"NAME": "a"}, {"NAME": "b", "BACKEND": "onnx", "DTYPE": "int8", "MAX_BATCH_SIZE": 16}):
+        a, b = conf.model_configs()
+    assert a.batcher.max_batch_size == settings.EMBEDDINGS["MAX_BATCH_SIZE"]
+    assert (b.backend, b.dtype, b.batcher.max_batch_size) == ("onnx", "int8", 16)
+    assert b.batcher.max_batch_tokens == a.batcher.max_batch_tokens
+    assert a.cache_dir == settings.EMBEDDINGS["CACHE_DIR"] and a.cache_dir.endswith("models")

@@ -1,0 +1,57 @@
+"""Which backend x dtype x device combinations run, and the reason when one does not (no heavy imports)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+BACKENDS = ("torch", "onnx", "openvino")
+DTYPES = ("fp32", "fp16", "bf16", "int8")
+
+# backend -> dtype -> device kinds it runs on ("cpu", "cuda"); "auto" resolves to one of them.
+SUPPORTED: dict[str, dict[str, tuple[str, ...]]] = {
+    "torch": {"fp32": ("cpu", "cuda", "mps"), "bf16": ("cpu", "cuda"), "fp16": ("cuda",)},
+    "onnx": {"fp32": ("cpu",), "int8": ("cpu",)},
+    "openvino": {"fp32": ("cpu",), "bf16": ("cpu",)},
+}
+
+PACKAGES = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}
+
+ALTERNATIVES = {
+    "fp16": "fp16 runs on CUDA only (model.half()); on CPU use bf16 (torch or openvino) or int8 (onnx)",
+    "int8": "int8 is the onnx backend's dynamic quantisation: set backend=onnx",
+    "bf16": "bf16 runs with backend=torch or backend=openvino",
+}
+
+
+def device_kind(device: str) -> str:
+    """Return `cpu`, `cuda`, `mps` or `auto` for a device string such as `cuda:1`."""
+    return device.split(":")[0]
+
+
+def problem(backend: str, dtype: str, device: str) -> str | None:
+    """Return why this combination cannot run, or None when it can (before looking at the hardware)."""
+    if backend not in SUPPORTED:
+        return f"backend {backend!r} is not one of {BACKENDS}"
+    if dtype not in DTYPES:
+        return f"dtype {dtype!r} is not one of {DTYPES}"
+    devices = SUPPORTED[backend].get(dtype)
+    if devices is None:
+        return f"backend {backend!r} does not run dtype {dtype!r}; {ALTERNATIVES[dtype]}"
+    kind = device_kind(device)
+    if kind == "auto":
+        # auto means CUDA when present: a CUDA-only dtype must say so explicitly.
+        if devices == ("cuda",):
+            return f"{ALTERNATIVES[dtype]}; set the device to cuda explicitly"
+        return None
+    if kind not in devices:
+        reason = f"backend {backend!r} with dtype {dtype!r} does not run on {kind!r} (runs on {', '.join(devices)})"
+        return f"{reason}: {ALTERNATIVES[dtype]}" if devices == ("cuda",) else reason
+    return None
+
+
+def missing_package(backend: str) -> str | None:
+    """Return the Python package that `backend` needs when it is not installed, else None."""
+    package = PACKAGES.get(backend)
+    if package and importlib.util.find_spec(package) is None:
+        return package
+    return None

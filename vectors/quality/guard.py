@@ -1,0 +1,99 @@
+"""Each backend/precision against the torch fp32 reference, with the tolerance it must meet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..engine.config import ModelConfig
+from ..engine.encoder import Encoder
+from ..engine.errors import ModelLoadError
+from .corpus import quality_corpus
+from .metrics import Agreement, compare
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The least a configuration must reach against the fp32 reference to be served."""
+
+    mean_cosine: float
+    worst_cosine: float
+    top_k_agreement: float
+
+
+# fp32 differs only by summation order; bf16/fp16 by rounding of matmul inputs; int8 by quantisation.
+TOLERANCES = {
+    "fp32": Tolerance(0.9999, 0.999, 0.98),
+    "bf16": Tolerance(0.999, 0.99, 0.95),
+    "fp16": Tolerance(0.999, 0.99, 0.95),
+    "int8": Tolerance(0.99, 0.97, 0.95),
+}
+
+# Everything this build can run on a CPU, for `embedquality --all`.
+CPU_COMBINATIONS = (("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "bf16"))
+
+Encode = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One configuration's agreement with the reference and whether it meets its tolerance."""
+
+    name: str
+    backend: str
+    dtype: str
+    agreement: Agreement | None
+    tolerance: Tolerance
+    skipped: str = ""
+
+    @property
+    def passed(self) -> bool:
+        a, t = self.agreement, self.tolerance
+        if a is None:
+            return False
+        return (
+            a.mean_cosine >= t.mean_cosine
+            and a.worst_cosine >= t.worst_cosine
+            and a.top_k_agreement >= t.top_k_agreement
+        )
+
+
+def encode_all(encode: Encode, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Return the rows for `texts`, encoded `batch_size` at a time (as the batcher would)."""
+    return np.concatenate([encode(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
+
+
+def reference_config(config: ModelConfig) -> ModelConfig:
+    """Return the torch fp32 CPU configuration of the same model: the yardstick."""
+    return replace(config, name=f"{config.name} (reference)", backend="torch", dtype="fp32", device="cpu")
+
+
+def judge(
+    config: ModelConfig,
+    reference: np.ndarray,
+    texts: Sequence[str],
+    make_encoder: Callable[[ModelConfig], Encoder] = Encoder,
+) -> Verdict:
+    """Load `config`, encode `texts`, and compare with the reference rows (skipped if it cannot load here)."""
+    try:
+        encoder = make_encoder(config)
+    except ModelLoadError as exc:
+        return Verdict(config.name, config.backend, config.dtype, None, TOLERANCES[config.dtype], str(exc))
+    agreement = compare(reference, encode_all(encoder.encode, texts))
+    return Verdict(config.name, config.backend, config.dtype, agreement, TOLERANCES[config.dtype])
+
+
+def run_guard(
+    configs: Sequence[ModelConfig], texts: Sequence[str] | None = None, make_encoder: Callable = Encoder
+) -> list[Verdict]:
+    """Judge each configuration against its model's torch fp32 reference (computed once per model path)."""
+    texts = list(texts or quality_corpus())
+    references: dict[str, np.ndarray] = {}
+    verdicts = []
+    for config in configs:
+        if config.path not in references:
+            references[config.path] = encode_all(make_encoder(reference_config(config)).encode, texts)
+        verdicts.append(judge(config, references[config.path], texts, make_encoder))
+    return verdicts
