@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Does `manage.py benchmark` measure what wrk measures? Against ONE server, alternate the two tools on the
-# same endpoint, connection count and duration, ROUNDS times (alternating cancels out slow drifts of a
-# shared machine), and print each pair and the medians.
+# same endpoint, connection count and duration, ROUNDS times (in alternating order, so a shared machine's
+# slow drift favours neither tool), and print each pair and the medians.
 # Usage: bench/crosscheck.sh [ENDPOINT [CONCURRENCY [DURATION_S [ROUNDS]]]]
 #   ENDPOINT: get_vector (default), openai-float, tei, bench-sync, bench-async. Results: bench/results/.
 set -euo pipefail
@@ -45,15 +45,22 @@ until curl -fsS "$url/ready" >/dev/null; do sleep 0.2; done
 
 out="$results/crosscheck-$endpoint.txt"
 echo "server $url; endpoint $endpoint; $concurrency connections; ${duration}s per run; $rounds rounds" | tee "$out"
-ours=() theirs=()
-for round in $(seq 1 "$rounds"); do
+run_wrk() {
   # wrk gets the same few seconds of warm-up as the benchmark's default --warmup 3.
   ENDPOINT=$path wrk -t2 -c"$concurrency" -d3s --timeout 30s -s "bench/wrk/$script" "$url" >/dev/null
-  w=$(ENDPOINT=$path wrk -t2 -c"$concurrency" -d"${duration}s" --timeout 30s -s "bench/wrk/$script" "$url" \
-    | grep -o 'wrk-summary.*' | tee -a "$out" | sed -E 's/.*requests_per_s=([0-9.]+).*/\1/')
-  b=$("$py" manage.py benchmark --url "$url" --endpoint "$endpoint" --concurrency "$concurrency" \
-    --duration "$duration" --json "$results/crosscheck-$endpoint-$round.json" --label "bench/crosscheck.sh" \
-    --no-progress -v0 | tee -a "$out" | grep -E '^throughput' | awk '{print $2}')
+  ENDPOINT=$path wrk -t2 -c"$concurrency" -d"${duration}s" --timeout 30s -s "bench/wrk/$script" "$url" \
+    | grep -o 'wrk-summary.*' | tee -a "$out" | sed -E 's/.*requests_per_s=([0-9.]+).*/\1/'
+}
+run_benchmark() {
+  "$py" manage.py benchmark --url "$url" --endpoint "$endpoint" --concurrency "$concurrency" \
+    --duration "$duration" --json "$results/crosscheck-$endpoint-$1.json" --label "bench/crosscheck.sh" \
+    --no-progress -v0 | tee -a "$out" | grep -E '^throughput' | awk '{print $2}'
+}
+ours=() theirs=()
+for round in $(seq 1 "$rounds"); do
+  # Odd rounds run wrk first, even rounds the benchmark first: a machine that slowly gets busier
+  # (or quieter) then favours neither tool.
+  if [ $((round % 2)) -eq 1 ]; then w=$(run_wrk); b=$(run_benchmark "$round"); else b=$(run_benchmark "$round"); w=$(run_wrk); fi
   echo "round $round: benchmark $b req/s, wrk $w req/s" | tee -a "$out"
   ours+=("$b") theirs+=("$w")
 done
@@ -64,5 +71,7 @@ split = sys.argv.index("--")
 ours = [float(v) for v in sys.argv[1:split]]
 theirs = [float(v) for v in sys.argv[split + 1:]]
 b, w = statistics.median(ours), statistics.median(theirs)
+ratio = statistics.median(o / t for o, t in zip(ours, theirs, strict=True))
 print(f"median: benchmark {b:.1f} req/s, wrk {w:.1f} req/s, difference {(b - w) / w:+.1%}")
+print(f"median of the per-round differences: {ratio - 1:+.1%}")
 PY
