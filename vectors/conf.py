@@ -148,6 +148,7 @@ def get_registry() -> Registry:
         from . import metrics
 
         _registry = Registry(model_configs(), on_batch=metrics.observe_batch)
+        metrics.declare_models(_registry.names)
     return _registry
 
 

@@ -66,6 +66,13 @@ def recorder_totals(multiproc_dir: str = "") -> dict[str, float]:
     return totals
 
 
+def declare_models(names: list[str]) -> None:
+    """Expose every served model's counters at 0 from the start, so a scrape before traffic sees them."""
+    for name in names:
+        MODEL_CALLS.labels(name)
+        TEXTS.labels(name)
+
+
 def observe_batch(model: str, stats: BatchStats) -> None:
     """Record one model call."""
     MODEL_CALLS.labels(model).inc()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from .. import metrics, recorder
+from .. import conf, metrics, recorder
 from . import core
 
 
@@ -20,6 +20,13 @@ def timing_headers(request_id: str, total_ms: float, outcome: core.EmbedOutcome 
     return headers
 
 
+def served_name(model: str | None) -> str:
+    """A served model's name, or "unknown": a caller's arbitrary string never becomes a metric label."""
+    if not model:
+        return ""
+    return model if model in conf.get_registry().names else "unknown"
+
+
 def account(
     *,
     endpoint: str,
@@ -33,13 +40,12 @@ def account(
     inputs: int = 0,
 ) -> None:
     """Record one answered request in metrics (and the request log); never raises into the request."""
-    metrics.observe_request(
-        endpoint, outcome.model if outcome else model, status, total_ms, outcome.queue_ms if outcome else None
-    )
+    model = outcome.model if outcome else served_name(model)
+    metrics.observe_request(endpoint, model, status, total_ms, outcome.queue_ms if outcome else None)
     recorder.add_request(
         request_id=request_id or uuid.uuid4().hex,
         endpoint=endpoint,
-        model=outcome.model if outcome else model,
+        model=model,
         caller=caller,
         status=status,
         total_ms=total_ms,
