@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from importlib.metadata import version
 
@@ -232,6 +233,7 @@ class InfoView(APIView):
                 },
                 "libraries": {name: version(name) for name in ("torch", "sentence-transformers", "django")},
                 "draining": lifecycle.is_draining(),
+                "pid": os.getpid(),
             }
         )
 

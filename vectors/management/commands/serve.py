@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...engine.errors import ModelLoadError
 from ...serving import ServeOptions, run_server
+from ...workers import run_workers
 
 
 class Command(BaseCommand):
@@ -25,6 +29,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-warm", action="store_true", help="Skip loading models before listening (they load on first request)."
         )
+        parser.add_argument(
+            "--workers", type=int, default=1, help="Processes sharing the port, each with its own models (default 1)."
+        )
         parser.add_argument("--access-log", action="store_true", help="Log one line per request to stdout.")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -39,6 +46,16 @@ class Command(BaseCommand):
         )
         if opts.drain_timeout_s <= 0:
             raise CommandError("--drain-timeout must be > 0")
+        workers = int(options["workers"])  # type: ignore[arg-type]
+        if workers < 1:
+            raise CommandError("--workers must be >= 1")
+        if workers > 1:
+            if opts.unix_socket or opts.fd is not None:
+                raise CommandError("--workers takes --host/--port, not --unix-socket or --fd")
+            code = run_workers(opts, workers, Path(sys.argv[0]).resolve(), self.stdout)
+            if code:
+                raise CommandError(f"a worker exited with status {code}")
+            return
         try:
             run_server(opts, self.stdout)
         except ModelLoadError as exc:
