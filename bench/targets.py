@@ -142,7 +142,8 @@ def main() -> int:
     limit_after = measure_limit()
     limit = (limit_before["texts_per_s"] + limit_after["texts_per_s"]) / 2
     single_ms = (limit_before["single_ms"] + limit_after["single_ms"]) / 2
-    texts = {name: r["requests_per_s"] * (64 if "64" in name else 1) for name, r in runs.items()}
+    per_request = {"embed 64 texts c16": 64}
+    texts = {name: r["requests_per_s"] * per_request.get(name, 1) for name, r in runs.items()}
     rows = [
         (
             "100 connections, 1 sentence",
