@@ -207,9 +207,26 @@ def extra_model_entry(item: str, default_path: str) -> dict:
     return entry
 
 
+# A GPU keeps gaining from bigger batches long after a CPU is saturated: a model on CUDA gets these batch
+# limits unless its own options or EMBED_MAX_BATCH_SIZE / EMBED_MAX_BATCH_TOKENS say otherwise.
+GPU_BATCH_DEFAULTS = {
+    "MAX_BATCH_SIZE": ("EMBED_MAX_BATCH_SIZE", 512),
+    "MAX_BATCH_TOKENS": ("EMBED_MAX_BATCH_TOKENS", 65536),
+}
+
+
+def with_gpu_batch_defaults(entry: dict) -> dict:
+    if str(entry["DEVICE"]).startswith("cuda"):
+        for key, (variable, value) in GPU_BATCH_DEFAULTS.items():
+            if key not in entry and not env.get(variable):
+                entry[key] = value
+    return entry
+
+
 def model_entries() -> list[dict]:
     main = model_entry(env.get("EMBED_MODEL_NAME", "all-MiniLM-L6-v2"), env.get("EMBED_MODEL") or packaged_model_path())
-    return [main] + [extra_model_entry(item, main["PATH"]) for item in env_list("EMBED_EXTRA_MODELS")]
+    extras = [extra_model_entry(item, main["PATH"]) for item in env_list("EMBED_EXTRA_MODELS")]
+    return [with_gpu_batch_defaults(entry) for entry in [main, *extras]]
 
 
 EMBEDDINGS = {

@@ -119,3 +119,19 @@ def test_compare_measures_cosine_and_neighbour_agreement():
     assert same.mean_cosine == pytest.approx(1.0) and same.top_k_agreement == 1.0
     noisy = compare(rows, rows + rng.normal(scale=0.5, size=rows.shape))
     assert noisy.mean_cosine < 0.99 and noisy.top_k_agreement < 1.0
+
+
+def test_the_cuda_fp16_path_halves_the_weights_and_still_returns_float32_rows(model_path, reference):
+    """What runs on a GPU, run here on CPU (torch has half kernels there too): weights, dtype, accuracy."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from vectors.engine.backends import TorchRunner
+
+    model = SentenceTransformer(model_path, device="cpu")
+    runner = TorchRunner(model, "cpu", "fp16")
+    assert next(model.parameters()).dtype == torch.float16 and not runner.autocast
+    texts = ["a cat sits on the mat", "the quarterly report is late"]
+    rows = runner(texts)
+    assert rows.dtype == np.float32 and rows.shape == (2, 384)
+    assert cosines(rows, reference.encode(texts)).min() >= 0.999

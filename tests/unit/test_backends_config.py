@@ -108,3 +108,19 @@ def test_model_configs_take_per_model_batch_limits_and_the_cache_dir():
     assert (b.backend, b.dtype, b.batcher.max_batch_size) == ("onnx", "int8", 16)
     assert b.batcher.max_batch_tokens == a.batcher.max_batch_tokens
     assert a.cache_dir == settings.EMBEDDINGS["CACHE_DIR"] and a.cache_dir.endswith("models")
+
+
+def test_a_model_on_cuda_gets_gpu_sized_batches_unless_told_otherwise(monkeypatch):
+    monkeypatch.setattr(project_settings, "env", {})
+    gpu = project_settings.with_gpu_batch_defaults(project_settings.extra_model_entry("g;device=cuda", "/m"))
+    cpu = project_settings.with_gpu_batch_defaults(project_settings.extra_model_entry("c;device=cpu", "/m"))
+    own = project_settings.with_gpu_batch_defaults(
+        project_settings.extra_model_entry("o;device=cuda:1;max_batch_size=64", "/m")
+    )
+    assert (gpu["MAX_BATCH_SIZE"], gpu["MAX_BATCH_TOKENS"]) == (512, 65536)
+    assert "MAX_BATCH_SIZE" not in cpu
+    assert (own["MAX_BATCH_SIZE"], own["MAX_BATCH_TOKENS"]) == (64, 65536)
+    monkeypatch.setattr(project_settings, "env", {"EMBED_MAX_BATCH_SIZE": "256"})
+    assert "MAX_BATCH_SIZE" not in project_settings.with_gpu_batch_defaults(
+        project_settings.extra_model_entry("g;device=cuda", "/m")
+    )

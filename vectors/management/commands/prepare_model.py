@@ -33,9 +33,13 @@ class Command(BaseCommand):
             except ModelLoadError as exc:
                 raise CommandError(str(exc)) from None
             ran = sum(export.exports.values()) - before
-            what = f"exported ({ran} step{'s' if ran != 1 else ''})" if ran else "already prepared"
-            where = encoder.artifact or "nothing to export (torch loads the model directly)"
-            self.stdout.write(
-                f"{config.name}: {config.backend} {config.dtype} on {encoder.device}: {what} in "
-                f"{time.perf_counter() - started:.1f} s; {where}"
-            )
+            took = f"{time.perf_counter() - started:.1f} s"
+            head = f"{config.name}: {config.backend} {config.dtype} on {encoder.device}"
+            if encoder.artifact is None:
+                self.stdout.write(f"{head}: nothing to export (torch reads the weights directly); loaded in {took}")
+            elif ran:
+                self.stdout.write(
+                    f"{head}: exported ({ran} step{'s' if ran != 1 else ''}) in {took} to {encoder.artifact}"
+                )
+            else:
+                self.stdout.write(f"{head}: already prepared, loaded in {took} from {encoder.artifact}")

