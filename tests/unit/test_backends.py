@@ -135,3 +135,19 @@ def test_the_cuda_fp16_path_halves_the_weights_and_still_returns_float32_rows(mo
     rows = runner(texts)
     assert rows.dtype == np.float32 and rows.shape == (2, 384)
     assert cosines(rows, reference.encode(texts)).min() >= 0.999
+
+
+def test_two_loaders_at_once_export_once(model_path, tmp_path):
+    """What `serve --workers N` does at its first start: the file lock makes the others wait and reuse."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(model_path, device="cpu")
+    del model[len(model) - 1]
+    before = export.exports["onnx-fp32"]
+    with ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(lambda _: export.ensure_artifact(model, model_path, "onnx-fp32", str(tmp_path)), [1, 2]))
+    assert paths[0] == paths[1] and paths[0].is_file()
+    assert export.exports["onnx-fp32"] == before + 1
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [paths[0].parent.name]  # no scratch left behind
