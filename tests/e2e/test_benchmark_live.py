@@ -35,7 +35,7 @@ def test_a_short_closed_loop_run_measures_the_live_server_and_stores_it(embed_se
     )
     report = run_benchmark(opts, ROOT / "manage.py")
     summary = report.runs[0].summary
-    assert summary.ok > 0 and summary.errors == 0
+    assert summary.ok > 0 and summary.errors == 0, summary.statuses
     assert summary.texts_per_s == pytest.approx(2 * summary.requests_per_s)
     assert 0 < summary.latency.p50_ms <= summary.latency.p99_ms <= summary.latency.max_ms
     assert summary.server_queue_ms is not None and summary.server_inference_ms > 0
