@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 
 from .models import RequestLog
@@ -33,14 +34,7 @@ def count_older_than(age: timedelta, *, using: str = "default", now: datetime | 
 def prune_older_than(age: timedelta, *, using: str = "default", now: datetime | None = None) -> int:
     """Delete rows older than `age`, a chunk at a time; return how many went."""
     cutoff = (now or timezone.now()) - age
-    rows = RequestLog.objects.using(using)
-    deleted = 0
-    while True:
-        chunk = rows.filter(created_at__lt=cutoff).order_by("created_at").values("pk")[:CHUNK_ROWS]
-        count, _ = rows.filter(pk__in=chunk).delete()
-        deleted += count
-        if count < CHUNK_ROWS:
-            return deleted
+    return _delete_in_chunks(Q(created_at__lt=cutoff), "created_at", using)
 
 
 def excess_rows(max_rows: int, *, using: str = "default") -> int | None:
@@ -59,10 +53,15 @@ def trim_to(max_rows: int, *, using: str = "default") -> int:
     cutoff = excess_rows(max_rows, using=using)
     if cutoff is None:
         return 0
+    return _delete_in_chunks(Q(pk__lte=cutoff), "pk", using)
+
+
+def _delete_in_chunks(matching: Q, order: str, using: str) -> int:
+    """Delete the rows `matching`, oldest first, CHUNK_ROWS per statement; return how many went."""
     rows = RequestLog.objects.using(using)
     deleted = 0
     while True:
-        chunk = rows.filter(pk__lte=cutoff).order_by("pk").values("pk")[:CHUNK_ROWS]
+        chunk = rows.filter(matching).order_by(order).values("pk")[:CHUNK_ROWS]
         count, _ = rows.filter(pk__in=chunk).delete()
         deleted += count
         if count < CHUNK_ROWS:
