@@ -54,6 +54,17 @@ class PayloadTooLarge(ApiError):
     default_detail = "request body is larger than the limit"
     default_code = "payload_too_large"
 
+    @classmethod
+    def over(cls, limit: int) -> PayloadTooLarge:
+        """The body read so far passed `limit` bytes."""
+        return cls(f"request body is larger than {limit} bytes")
+
+    @classmethod
+    def refuse_declared(cls, declared: str | None, limit: int) -> None:
+        """Raise at once when the Content-Length header already says the body is over `limit`."""
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise cls(f"request body has {declared} bytes; the limit is {limit}")
+
 
 class ModelNotFound(ApiError):
     status_code = 404
@@ -155,7 +166,7 @@ def as_api_error(exc: Exception) -> ApiError | None:
     if isinstance(exc, engine.EngineError):
         return from_engine(exc, conf.limits().retry_after_s)
     if isinstance(exc, RequestDataTooBig):
-        return PayloadTooLarge(f"request body is larger than {conf.limits().max_body_bytes} bytes")
+        return PayloadTooLarge.over(conf.limits().max_body_bytes)
     if isinstance(exc, drf.ValidationError):
         param, message = _first_validation_error(exc.detail)
         return InvalidRequest(f"{param}: {message}" if param else message, param=param)

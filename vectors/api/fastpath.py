@@ -59,9 +59,7 @@ def header(scope: dict, name: bytes) -> str | None:
 
 
 async def read_body(scope: dict, receive: Receive, limit: int) -> bytes:
-    declared = header(scope, b"content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body has {declared} bytes; the limit is {limit}")
+    PayloadTooLarge.refuse_declared(header(scope, b"content-length"), limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -71,7 +69,7 @@ async def read_body(scope: dict, receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+            raise PayloadTooLarge.over(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

@@ -39,14 +39,12 @@ class EmbeddingView(APIView):
         self.stopwatch = core.Stopwatch()
         self.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         limit = conf.limits().max_body_bytes
-        declared = request.META.get("CONTENT_LENGTH") or "0"
-        if declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"request body has {declared} bytes; the limit is {limit}")
+        PayloadTooLarge.refuse_declared(request.META.get("CONTENT_LENGTH"), limit)
         if request.method == "POST":
             try:
                 request._request.body  # noqa: B018 - reading enforces the size limit on bodies without a length
             except RequestDataTooBig:
-                raise PayloadTooLarge(f"request body is larger than {limit} bytes") from None
+                raise PayloadTooLarge.over(limit) from None
 
     async def answer(self, handler: endpoints.Handler, data: object) -> Response:
         self.caller = await auth.authorize(self.request.headers.get("Authorization"))
