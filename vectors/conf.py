@@ -110,6 +110,7 @@ def batcher_config() -> BatcherConfig:
         queue_timeout_ms=cfg["QUEUE_TIMEOUT_MS"],
         inference_timeout_ms=cfg["INFERENCE_TIMEOUT_MS"],
         max_wait_ms=cfg["MAX_WAIT_MS"],
+        split_min_inputs=cfg.get("SPLIT_MIN_INPUTS", 8),
     )
 
 
@@ -126,6 +127,7 @@ def model_configs() -> list[ModelConfig]:
             dtype=entry.get("DTYPE", "fp32"),
             max_seq_length=entry.get("MAX_SEQ_LENGTH"),
             torch_threads=cfg.get("TORCH_THREADS"),
+            parallel_batches=cfg.get("PARALLEL_BATCHES"),
             warmup=cfg.get("WARMUP", True),
             batcher=replace(
                 batcher,

@@ -7,11 +7,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from asgiref.sync import sync_to_async
 
 from .config import BatcherConfig
 from .errors import EncodeFailed, EngineStopped, EngineStuck, QueueFull, QueueTimeout
@@ -86,8 +85,14 @@ class MicroBatcher:
 
     One task owns the queue (no locks): it takes waiting texts in arrival order up to
     `max_batch_size` texts and `max_batch_tokens` padded tokens, orders the batch by length,
-    and hands it to the single encode thread. While that call runs, new requests queue up
-    and form the next batch. Created inside a running event loop; bound to that loop.
+    and hands it to an encode thread. While that call runs, new requests queue up and form
+    the next batch. Created inside a running event loop; bound to that loop.
+
+    With several executors (lanes), up to that many batches run at once, each through
+    `narrow_encode` (fewer threads per call); a batch that finds every lane idle and little
+    else waiting runs alone on lane 0 through `encode` (all threads) and holds every lane until
+    it ends. Under load the lanes overlap and no call waits on a parallel region whose other
+    thread the event loop has pre-empted; when idle a lone request still gets every core.
     """
 
     clock = staticmethod(time.perf_counter)
@@ -96,18 +101,27 @@ class MicroBatcher:
         self,
         encode: EncodeFn,
         config: BatcherConfig,
-        executor: ThreadPoolExecutor,
+        executor: ThreadPoolExecutor | Sequence[ThreadPoolExecutor],
         on_batch: Callable[[BatchStats], None] | None = None,
+        narrow_encode: EncodeFn | None = None,
     ) -> None:
         self.config = config
-        self._encode = encode
-        self._call = sync_to_async(encode, thread_sensitive=False, executor=executor)
+        executors = [executor] if isinstance(executor, ThreadPoolExecutor) else list(executor)
+        if not executors:
+            raise ValueError("at least one executor is needed")
+        narrow = narrow_encode or encode
+        # Per lane: (narrow call, executor), (wide call, executor); only lane 0 runs wide calls.
+        self._calls = [((narrow, ex), (encode, executors[0])) for ex in executors]
+        self._deadlines: dict[int, asyncio.TimerHandle] = {}
+        self._busy = [False] * len(executors)
+        self._wide_running = False
+        self._batch_tasks: set[asyncio.Task] = set()
         self._on_batch = on_batch
         self._queue: deque[_Pending] = deque()
         self._queued_inputs = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._inflight: list[_Slice] = []
+        self._inflight: dict[int, list[_Slice]] = {}
         self._under_load = False
         self._stuck_since: float | None = None
         self._accepting = True
@@ -176,10 +190,12 @@ class MicroBatcher:
     async def close(self) -> None:
         """Stop the batcher task; any waiter left gets EngineStopped."""
         self.stop_accepting()
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [t for t in (self._task, *self._batch_tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
         self._fail_all(EngineStopped("the batcher was stopped"))
@@ -201,32 +217,56 @@ class MicroBatcher:
 
     async def _run(self) -> None:
         while True:
-            if not self._queue:
-                self._idle.set()
+            if not self._queue or self._free_lane() is None:
+                if not self._queue and not any(self._busy):
+                    self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             if self._under_load and self._queued_inputs < self.config.max_batch_size:
                 await asyncio.sleep(self.config.max_wait_ms / 1000)
-            slices, texts, tokens = self._take()
-            if slices:
-                await self._run_batch(slices, texts, tokens)
+            self._dispatch()
 
-    def _take(self) -> tuple[list[_Slice], list[str], list[int]]:
+    def _dispatch(self) -> None:
+        """Start batches on idle lanes while texts wait; synchronous, so no loop turn is lost."""
+        while self._queue:
+            lane = self._free_lane()
+            if lane is None:
+                return
+            free = self._busy.count(False)
+            wide = free == len(self._busy) and (free == 1 or self._queued_inputs < self.config.split_min_inputs)
+            cap = self.config.max_batch_size
+            if not wide and free > 1:
+                cap = max(1, min(cap, -(-self._queued_inputs // free)))  # share the queue among idle lanes
+            slices, texts, tokens = self._take(cap)
+            if not slices:
+                return
+            self._start_batch(0 if wide else lane, wide, slices, texts, tokens)
+
+    def _free_lane(self) -> int | None:
+        if self._wide_running:
+            return None
+        for lane, busy in enumerate(self._busy):
+            if not busy:
+                return lane
+        return None
+
+
+    def _take(self, cap: int) -> tuple[list[_Slice], list[str], list[int]]:
         cfg = self.config
         slices: list[_Slice] = []
         texts: list[str] = []
         tokens: list[int] = []
         longest = 0
         now = self.clock()
-        while self._queue and len(texts) < cfg.max_batch_size:
+        while self._queue and len(texts) < cap:
             pending = self._queue[0]
             if pending.dropped or pending.future.done():
                 self._queue.popleft()
                 continue
             start = pending.taken
             stop = start
-            while stop < len(pending.texts) and len(texts) < cfg.max_batch_size:
+            while stop < len(pending.texts) and len(texts) < cap:
                 count = pending.tokens[stop]
                 wider = max(longest, count)
                 if texts and wider * (len(texts) + 1) > cfg.max_batch_tokens:
@@ -248,59 +288,124 @@ class MicroBatcher:
                 break  # the token budget or size cap is reached inside this request
         return slices, texts, tokens
 
-    async def _run_batch(self, slices: list[_Slice], texts: list[str], tokens: list[int]) -> None:
+
+    def _start_batch(self, lane: int, wide: bool, slices: list[_Slice], texts: list[str], tokens: list[int]) -> None:
+        self._busy[lane] = True
+        self._wide_running = wide
+        self._inflight[lane] = slices
         order = np.argsort(np.asarray(tokens), kind="stable")
-        ordered = [texts[i] for i in order]
         started = self.clock()
-        self._inflight = slices
-        try:
-            rows = await self._call_watched(ordered)
-        except Exception as exc:  # noqa: BLE001 - isolate below, then fail only the culprits
-            logger.warning("batch of %d texts failed (%s); isolating", len(texts), exc)
-            await self._isolate(slices, started)
+        loop = asyncio.get_running_loop()
+
+        def finished(done: Future) -> None:  # runs in the encode thread
+            try:
+                loop.call_soon_threadsafe(self._batch_done, lane, wide, slices, order, tokens, started, done)
+            except RuntimeError:
+                pass  # the loop is closed; its waiters were failed when it stopped
+
+        # The completion comes back to the loop as one callback that frees the lane, starts the
+        # next batch and answers the waiters; awaiting a task here would cost several loop turns,
+        # each behind every response the loop is writing, while the lane sits idle.
+        function, executor = self._calls[lane][wide]
+        self._watch(lane, len(texts))
+        executor.submit(function, [texts[i] for i in order]).add_done_callback(finished)
+
+    def _watch(self, lane: int, size: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._deadlines[lane] = loop.call_later(self.config.inference_timeout_ms / 1000, self._overdue, size)
+
+    def _overdue(self, size: int) -> None:
+        self._stuck_since = self.clock()
+        logger.error("model call on %d texts passed the inference deadline", size)
+        self._fail_all(EngineStuck("the model has not answered within the inference deadline"))
+
+    def _call_ended(self, lane: int) -> None:
+        deadline = self._deadlines.pop(lane, None)
+        if deadline is not None:
+            deadline.cancel()
+        # A call past its deadline has now returned: the lane is usable again.
+        self._stuck_since = None
+
+    def _release(self, lane: int, wide: bool) -> None:
+        self._inflight.pop(lane, None)
+        self._busy[lane] = False
+        if wide:
+            self._wide_running = False
+        if self.config.max_wait_ms > 0:
+            self._wake.set()  # the run task decides whether to wait for a fuller batch
+        else:
+            self._dispatch()
+        if not self._queue and not any(self._busy):
+            self._idle.set()
+
+    def _batch_done(
+        self,
+        lane: int,
+        wide: bool,
+        slices: list[_Slice],
+        order: np.ndarray,
+        tokens: list[int],
+        started: float,
+        done: Future,
+    ) -> None:
+        self._call_ended(lane)
+        exc = done.exception()
+        if exc is not None:
+            logger.warning("batch of %d texts failed (%s); isolating", len(tokens), exc)
+            task = asyncio.get_running_loop().create_task(self._isolate(lane, wide, slices, started))
+            self._batch_tasks.add(task)
+            task.add_done_callback(self._batch_ended)
             return
-        finally:
-            self._inflight = []
+        self._release(lane, wide)
+        rows = done.result()
         elapsed_ms = (self.clock() - started) * 1000
         unsorted = np.empty_like(rows)
         unsorted[order] = rows
-        self._record(len(texts), len(slices), max(tokens) * len(tokens), elapsed_ms)
+        self._record(len(tokens), len(slices), max(tokens) * len(tokens), elapsed_ms)
         offset = 0
         for piece in slices:
             width = piece.stop - piece.start
-            self._deliver(piece, unsorted[offset : offset + width], elapsed_ms, len(texts))
+            self._deliver(piece, unsorted[offset : offset + width], elapsed_ms, len(tokens))
             offset += width
 
-    async def _call_watched(self, texts: list[str]) -> np.ndarray:
-        call = asyncio.ensure_future(self._call(texts))
-        try:
-            return await asyncio.wait_for(asyncio.shield(call), self.config.inference_timeout_ms / 1000)
-        except TimeoutError:
-            self._stuck_since = self.clock()
-            logger.error("model call on %d texts passed the inference deadline", len(texts))
-            self._fail_all(EngineStuck("the model has not answered within the inference deadline"))
-            try:
-                return await call  # the thread cannot be killed; wait so calls never overlap
-            finally:
-                self._stuck_since = None
+    def _batch_ended(self, task: asyncio.Task) -> None:
+        self._batch_tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            logger.error("micro-batch task died; failing its waiters", exc_info=exc)
+            self._fail_all(EncodeFailed(f"internal batcher failure: {type(exc).__name__}"))
 
-    async def _isolate(self, slices: list[_Slice], started: float) -> None:
-        for piece in slices:
-            if piece.pending.future.done():
-                continue
-            texts = list(piece.pending.texts[piece.start : piece.stop])
-            try:
-                rows = await self._call_watched(texts)
-            except Exception as exc:  # noqa: BLE001 - this request alone fails
-                self.counters.failed += 1
-                piece.pending.future.set_exception(
-                    EncodeFailed(f"the model failed on this input: {type(exc).__name__}")
-                )
-                piece.pending.dropped = True
-                continue
-            elapsed_ms = (self.clock() - started) * 1000
-            self._record(len(texts), 1, max(piece.pending.tokens[piece.start : piece.stop]) * len(texts), elapsed_ms)
-            self._deliver(piece, rows, elapsed_ms, len(texts))
+    async def _isolate(self, lane: int, wide: bool, slices: list[_Slice], started: float) -> None:
+        """Re-run each request of a failed batch alone: only the culprits fail."""
+        function, executor = self._calls[lane][wide]
+        loop = asyncio.get_running_loop()
+        try:
+            for piece in slices:
+                if piece.pending.future.done():
+                    continue
+                texts = list(piece.pending.texts[piece.start : piece.stop])
+                self._watch(lane, len(texts))
+                try:
+                    rows = await loop.run_in_executor(executor, function, texts)
+                except Exception as exc:  # noqa: BLE001 - this request alone fails
+                    self.counters.failed += 1
+                    if not piece.pending.future.done():
+                        piece.pending.future.set_exception(
+                            EncodeFailed(f"the model failed on this input: {type(exc).__name__}")
+                        )
+                    piece.pending.dropped = True
+                    continue
+                finally:
+                    self._call_ended(lane)
+                elapsed_ms = (self.clock() - started) * 1000
+                tokens = piece.pending.tokens[piece.start : piece.stop]
+                self._record(len(texts), 1, max(tokens) * len(texts), elapsed_ms)
+                self._deliver(piece, rows, elapsed_ms, len(texts))
+        finally:
+            self._release(lane, wide)
+
 
     def _record(self, size: int, requests: int, padded: int, inference_ms: float) -> None:
         self.counters.batches += 1
@@ -349,7 +454,7 @@ class MicroBatcher:
         )
 
     def _fail_all(self, error: Exception) -> None:
-        for piece in self._inflight:
+        for piece in [piece for slices in self._inflight.values() for piece in slices]:
             if not piece.pending.future.done():
                 piece.pending.future.set_exception(error)
         for pending in self._queue:

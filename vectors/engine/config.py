@@ -19,6 +19,9 @@ class BatcherConfig:
     inference_timeout_ms: how long one model call may take before the engine is declared
         stuck (its waiters get 503 and readiness turns false).
     max_wait_ms: under load only, how long to wait for a fuller batch; never when idle.
+    split_min_inputs: with several encode lanes, a queue of at least this many texts found
+        with every lane idle is split across the lanes; a smaller one runs alone with every
+        thread (the lowest latency for a lone request).
     """
 
     max_batch_size: int = 128
@@ -27,6 +30,7 @@ class BatcherConfig:
     queue_timeout_ms: float = 30_000
     inference_timeout_ms: float = 60_000
     max_wait_ms: float = 0.0
+    split_min_inputs: int = 8
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,9 @@ class ModelConfig:
     backend / dtype: torch fp32|bf16|fp16 (fp16 on CUDA only), onnx fp32|int8, openvino fp32|bf16;
         vectors.engine.support says which run where.
     torch_threads: threads of one model call, whatever the backend (None: torch's default).
+    parallel_batches: batches that may run at once (torch on CPU only; None: 2 where there are at
+        least 2 cores, else 1). While several run, each gets torch_threads / parallel_batches
+        threads; a batch running alone gets all of them.
     cache_dir: where exported (onnx/openvino) artifacts go when the model's own directory is not
         writable or is an installed package; '' means ~/.cache/embedservice.
     """
@@ -47,6 +54,7 @@ class ModelConfig:
     dtype: str = "fp32"
     max_seq_length: int | None = None
     torch_threads: int | None = None
+    parallel_batches: int | None = None
     warmup: bool = True
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
     cache_dir: str = ""

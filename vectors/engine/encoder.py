@@ -130,8 +130,22 @@ class Encoder:
     def vocab_size(self) -> int:
         return len(self.tokenizer)
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Return un-normalised float32 embeddings, one row per text, in order."""
+    @property
+    def threads_per_call_adjustable(self) -> bool:
+        """True where `encode(threads=...)` changes the threads of a call (torch on the CPU)."""
+        return self.config.backend == "torch" and self.device == "cpu"
+
+    def encode(self, texts: Sequence[str], threads: int | None = None) -> np.ndarray:
+        """Return un-normalised float32 embeddings, one row per text, in order.
+
+        threads: run this call with that many intra-op threads (torch on the CPU; the setting is
+            the calling thread's own, so each encode thread keeps its own count).
+        """
+        if threads and self.threads_per_call_adjustable:
+            import torch
+
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
         self.model_calls += 1
         return np.asarray(self._run(texts), dtype=np.float32)
 

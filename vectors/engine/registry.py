@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -30,7 +31,11 @@ class Engine:
         self._encoder: Encoder | None = None
         self._load_lock = threading.Lock()
         # The one thread that runs model.encode for this model, shared by every loop.
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"encode-{config.name}")
+        self._thread_prefix = f"encode-{config.name}"
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._thread_prefix)
+        # Lane 0 is `executor`; the others exist once the model is loaded and runs on the CPU.
+        self.executors: list[ThreadPoolExecutor] = [self.executor]
+        self.threads_alone: int | None = None
         self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MicroBatcher] = weakref.WeakKeyDictionary()
 
     @property
@@ -43,11 +48,43 @@ class Engine:
         if self._encoder is None:
             with self._load_lock:
                 if self._encoder is None:
-                    encoder = self._make_encoder(self.config)
-                    if self.config.warmup:
-                        encoder.warm()
-                    self._encoder = encoder
+                    if threading.current_thread().name.startswith(self._thread_prefix):
+                        self._encoder = self._load()
+                    else:
+                        # Load and warm in the encode thread, where every later model call runs: torch's
+                        # OpenMP pool belongs to the thread that first runs a parallel op, and a second
+                        # pool (the main thread's, from a warm-up there) slowed each encode by ~20 %.
+                        self._encoder = self.executor.submit(self._load).result()
         return self._encoder
+
+    def _load(self) -> Encoder:
+        encoder = self._make_encoder(self.config)
+        if self.config.warmup:
+            encoder.warm()
+        lanes = self._lanes(encoder)
+        if lanes > 1:
+            import torch
+
+            self.threads_alone = self.config.torch_threads or torch.get_num_threads()
+            self.executors += [
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self._thread_prefix}-lane{lane}")
+                for lane in range(1, lanes)
+            ]
+        return encoder
+
+    def _lanes(self, encoder: Encoder) -> int:
+        if not getattr(encoder, "threads_per_call_adjustable", False):
+            return 1
+        if self.config.parallel_batches:
+            return self.config.parallel_batches
+        return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+    @property
+    def threads_together(self) -> int | None:
+        """Threads of each call while several batches run (None: one batch at a time)."""
+        if self.threads_alone is None:
+            return None
+        return max(1, self.threads_alone // len(self.executors))
 
     async def aencoder(self) -> Encoder:
         """Return the encoder without blocking the event loop while it loads."""
@@ -67,7 +104,18 @@ class Engine:
                 def hook(stats: BatchStats) -> None:
                     on_batch(name, stats)
 
-            batcher = MicroBatcher(self.encoder.encode, self.config.batcher, self.executor, hook)
+            encoder = self.encoder
+            if len(self.executors) > 1:
+                alone, together = self.threads_alone, self.threads_together
+                batcher = MicroBatcher(
+                    lambda texts: encoder.encode(texts, threads=alone),
+                    self.config.batcher,
+                    self.executors,
+                    hook,
+                    narrow_encode=lambda texts: encoder.encode(texts, threads=together),
+                )
+            else:
+                batcher = MicroBatcher(encoder.encode, self.config.batcher, self.executor, hook)
             self._batchers[loop] = batcher
         return batcher
 
