@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -115,6 +116,12 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
         out.flush()
 
     app = InFlight(get_default_application())
+    # Everything alive now (Django, torch, the models) lives as long as the process: move it out of
+    # the collector's reach. Without this each full collection walked those millions of objects while
+    # holding the GIL - ~250 ms pauses, three every 10 s at 100 connections, stalling the encode
+    # threads too (they take the GIL between ops); with it throughput rose ~6 % and p99 fell.
+    gc.collect()
+    gc.freeze()
     endpoints = build_endpoint_description_strings(
         host=None if (opts.unix_socket or opts.fd is not None) else opts.host,
         port=None if (opts.unix_socket or opts.fd is not None) else opts.port,

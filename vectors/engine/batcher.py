@@ -251,7 +251,6 @@ class MicroBatcher:
                 return lane
         return None
 
-
     def _take(self, cap: int) -> tuple[list[_Slice], list[str], list[int]]:
         cfg = self.config
         slices: list[_Slice] = []
@@ -287,7 +286,6 @@ class MicroBatcher:
             else:
                 break  # the token budget or size cap is reached inside this request
         return slices, texts, tokens
-
 
     def _start_batch(self, lane: int, wide: bool, slices: list[_Slice], texts: list[str], tokens: list[int]) -> None:
         self._busy[lane] = True
@@ -405,7 +403,6 @@ class MicroBatcher:
                 self._deliver(piece, rows, elapsed_ms, len(texts))
         finally:
             self._release(lane, wide)
-
 
     def _record(self, size: int, requests: int, padded: int, inference_ms: float) -> None:
         self.counters.batches += 1
