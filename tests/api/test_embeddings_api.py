@@ -20,7 +20,6 @@ TEXTS = [
 ]
 
 
-
 async def post(client, path: str, body: object):
     return await client.post(path, orjson.dumps(body))
 

@@ -34,7 +34,6 @@ def registry_with(batcher: BatcherConfig) -> Registry:
     return Registry([config], make_encoder=PoisonedEncoder)
 
 
-
 async def test_a_poisoned_input_fails_only_its_own_request(client, registry_override, reference):
     registry_override(registry_with(BatcherConfig()))
     texts = ["fine one", "fine two", PoisonedEncoder.poison, "fine three"]
