@@ -39,6 +39,7 @@ CONFIGS = {
     "onnx-fp32": ("onnx", "fp32"),
     "onnx-int8": ("onnx", "int8"),
     "openvino-fp32": ("openvino", "fp32"),
+    "openvino-bf16": ("openvino", "bf16"),
 }
 BATCH = 128
 

@@ -234,9 +234,9 @@ EMBEDDINGS = {
     "MODEL_ALIASES": env_list("EMBED_MODEL_ALIASES"),
     # Exported onnx/openvino artifacts of models whose own directory is read-only or an installed package.
     "CACHE_DIR": env.get("EMBED_CACHE_DIR") or str(DATA_DIR / "models"),
-    "TORCH_THREADS": int(env_number("EMBED_TORCH_THREADS", 0)) or None,
+    "TORCH_THREADS": int(env_number("EMBED_TORCH_THREADS", 0)) or None,  # negative: refused by a check
     # Batches that may run at once on the CPU (torch backend); 0: 2 where there are 2+ cores, else 1.
-    "PARALLEL_BATCHES": int(env_number("EMBED_PARALLEL_BATCHES", 0)) or None,
+    "PARALLEL_BATCHES": int(env_number("EMBED_PARALLEL_BATCHES", 0)) or None,  # negative: refused by a check
     "SPLIT_MIN_INPUTS": int(env_number("EMBED_SPLIT_MIN_INPUTS", 8)),
     "WARMUP": env_bool("EMBED_WARMUP", True),
     "MAX_BATCH_SIZE": int(env_number("EMBED_MAX_BATCH_SIZE", 128)),

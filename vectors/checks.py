@@ -91,6 +91,11 @@ def check_embeddings(app_configs: object = None, **kwargs: object) -> list[check
             errors.append(checks.Error(f"EMBEDDINGS[{key!r}] must be > 0, got {cfg[key]}", id="vectors.E007"))
     if cfg["MAX_WAIT_MS"] < 0:
         errors.append(checks.Error("EMBEDDINGS['MAX_WAIT_MS'] must be >= 0", id="vectors.E007"))
+    for key in ("PARALLEL_BATCHES", "SPLIT_MIN_INPUTS", "TORCH_THREADS"):
+        if cfg.get(key) is not None and cfg[key] < 0:
+            errors.append(
+                checks.Error(f"EMBEDDINGS[{key!r}] must be >= 0 (0: automatic), got {cfg[key]}", id="vectors.E007")
+            )
     if cfg["MAX_QUEUE_INPUTS"] < cfg["MAX_INPUTS_PER_REQUEST"]:
         errors.append(
             checks.Warning(
