@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -90,7 +91,9 @@ class OnnxRunner(_TokenizingRunner):
 class OpenVinoRunner(_TokenizingRunner):
     """OpenVINO on CPU, compiled from the exported fp32 ONNX graph; bf16 via its precision hint."""
 
-    def __init__(self, tokenizer: object, max_seq_length: int, artifact: Path, threads: int, dtype: str) -> None:
+    def __init__(
+        self, tokenizer: object, max_seq_length: int, artifact: Path, threads: int, dtype: str, streams: int = 1
+    ) -> None:
         super().__init__(tokenizer, max_seq_length, artifact)
         import openvino as ov
 
@@ -101,17 +104,22 @@ class OpenVinoRunner(_TokenizingRunner):
                 f"{core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES')}; use dtype fp32 or backend onnx int8"
             )
         config = {
-            "INFERENCE_NUM_THREADS": threads,
-            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads * streams,
             "INFERENCE_PRECISION_HINT": "bf16" if dtype == "bf16" else "f32",
             "CACHE_DIR": str(artifact.parent / "openvino-cache"),  # compiled blobs: later starts skip compiling
         }
+        # One stream: every thread on one call at a time. Several: that many calls side by side (one per
+        # encode thread), `threads` threads each.
+        config.update({"PERFORMANCE_HINT": "LATENCY"} if streams == 1 else {"NUM_STREAMS": streams})
         try:
-            compiled = core.compile_model(core.read_model(str(artifact)), "CPU", config)
+            self.compiled = core.compile_model(core.read_model(str(artifact)), "CPU", config)
         except Exception as exc:  # openvino raises RuntimeError subclasses of its own
             raise ModelLoadError(f"openvino cannot compile {artifact}: {exc}") from exc
-        self.request = compiled.create_infer_request()
+        self._requests = threading.local()  # an infer request serves one call at a time: one per thread
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        result = self.request.infer(self.feeds(texts))
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self.compiled.create_infer_request()
+        result = request.infer(self.feeds(texts))
         return np.array(result[0], dtype=np.float32)  # a copy: the request reuses its output buffer

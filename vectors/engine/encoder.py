@@ -65,6 +65,8 @@ class Encoder:
         self._counter = self._make_counter()
         self.artifact: str | None = None
         self._run: Runner = self._make_runner(config)
+        self._narrow_run: Runner | None = None
+        self._narrow_threads: int | None = None
         self.model_calls = 0
 
     @staticmethod
@@ -101,11 +103,12 @@ class Encoder:
 
         return torch.get_num_threads()
 
-    def _make_runner(self, config: ModelConfig) -> Runner:
+    def _make_runner(self, config: ModelConfig, threads: int | None = None, streams: int = 1) -> Runner:
         from . import backends
 
         if config.backend == "torch":
             return backends.TorchRunner(self.model, self.device, config.dtype)
+        threads = threads or self._threads()
         package = support.missing_package(config.backend)
         if package:
             raise ModelLoadError(f"model {config.name!r}: backend {config.backend!r} needs the package {package!r}")
@@ -115,8 +118,8 @@ class Encoder:
         artifact = ensure_artifact(self.model, config.path, variant, config.cache_dir)
         self.artifact = str(artifact)
         if config.backend == "onnx":
-            return backends.OnnxRunner(self.tokenizer, self.max_seq_length, artifact, self._threads())
-        return backends.OpenVinoRunner(self.tokenizer, self.max_seq_length, artifact, self._threads(), config.dtype)
+            return backends.OnnxRunner(self.tokenizer, self.max_seq_length, artifact, threads)
+        return backends.OpenVinoRunner(self.tokenizer, self.max_seq_length, artifact, threads, config.dtype, streams)
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Return each text's token count with special tokens, before any truncation."""
@@ -151,22 +154,45 @@ class Encoder:
 
     @property
     def threads_per_call_adjustable(self) -> bool:
-        """True where `encode(threads=...)` changes the threads of a call (torch on the CPU)."""
-        return self.config.backend == "torch" and self.device == "cpu"
+        """True where `encode(threads=...)` can run calls with fewer threads side by side (the CPU)."""
+        return self.device == "cpu"
+
+    @property
+    def threads(self) -> int:
+        """Threads of a call that runs alone."""
+        return self._threads()
+
+    def prepare_parallel(self, threads: int, calls: int) -> None:
+        """Get ready for `calls` concurrent calls of `threads` threads each, `encode(threads=threads)`.
+
+        torch sets the threads of the calling thread on each call; onnx and openvino need a session
+        (compiled model) of their own for it, built and warmed here, not on the request path.
+        """
+        if self.config.backend == "torch" or threads == self._threads():
+            return
+        self._narrow_threads = threads
+        self._narrow_run = self._make_runner(self.config, threads=threads, streams=calls)
+        self._narrow_run(["warm up"])
+        self._narrow_run(["warm up the model with a batch of a few texts"] * 8)
 
     def encode(self, texts: Sequence[str], threads: int | None = None) -> np.ndarray:
         """Return un-normalised float32 embeddings, one row per text, in order.
 
-        threads: run this call with that many intra-op threads (torch on the CPU; the setting is
-            the calling thread's own, so each encode thread keeps its own count).
+        threads: run this call with that many intra-op threads (the CPU only). torch: the setting is
+            the calling thread's own, so each encode thread keeps its own count; onnx/openvino: the
+            session made by `prepare_parallel` for that count.
         """
+        run = self._run
         if threads and self.threads_per_call_adjustable:
-            import torch
+            if self.config.backend == "torch":
+                import torch
 
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
+                if torch.get_num_threads() != threads:
+                    torch.set_num_threads(threads)
+            elif threads == self._narrow_threads and self._narrow_run is not None:
+                run = self._narrow_run
         self.model_calls += 1
-        return np.asarray(self._run(texts), dtype=np.float32)
+        return np.asarray(run(texts), dtype=np.float32)
 
     def warm(self) -> None:
         """Run a few calls so the first real request does not pay one-time costs."""

@@ -63,9 +63,8 @@ class Engine:
             encoder.warm()
         lanes = self._lanes(encoder)
         if lanes > 1:
-            import torch
-
-            self.threads_alone = self.config.torch_threads or torch.get_num_threads()
+            self.threads_alone = encoder.threads
+            encoder.prepare_parallel(max(1, self.threads_alone // lanes), lanes)
             self.executors += [
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self._thread_prefix}-lane{lane}")
                 for lane in range(1, lanes)
