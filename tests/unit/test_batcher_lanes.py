@@ -371,8 +371,9 @@ async def test_close_during_the_isolation_of_a_failed_batch_cancels_it_and_leave
     await asyncio.sleep(0.05)
     assert errors == []
     assert ["t6"] not in [c.texts for c in log.calls], "the isolation went on after close"
-    for future in waiting:
-        future.cancel()
+    # Every waiter has its answer: the held request and those not yet re-run were failed, not forgotten.
+    assert all(w.done() for w in waiting)
+    assert all(isinstance(waiting[i].exception(), EngineStopped) for i in range(5, 10))
 
 
 # -- the inference deadline -----------------------------------------------------------------
@@ -442,3 +443,23 @@ async def test_overdue_parallel_calls_fail_their_waiters_and_the_lanes_recover(l
     burst = await asyncio.wait_for(asyncio.gather(*submit_all(batcher, [f"b{i}" for i in range(20)])), 5)
     assert [r.rows.tolist()[0] for r in burst] == [expected(f"b{i}") for i in range(20)]
     assert {c.thread for c in log.calls[before:]} == {LANE0, LANE1}
+
+
+async def test_engine_stays_unhealthy_while_another_lane_is_still_past_its_deadline(lanes, log):
+    narrow = log.fake("narrow")
+    narrow.hold(LANE0, LANE1)
+    batcher = make(lanes, log.fake("wide"), narrow, inference_timeout_ms=150)
+    texts = [f"t{i}" for i in range(20)]
+    results = await asyncio.wait_for(asyncio.gather(*submit_all(batcher, texts), return_exceptions=True), 5)
+    assert all(isinstance(r, EngineStuck) for r in results)
+    assert not batcher.healthy
+    narrow.release(LANE1)  # lane 0's call is still held, past its deadline
+    await until(lambda: log.active == 1)
+    await asyncio.sleep(0.05)
+    assert not batcher.healthy, "healthy again while lane 0 is still past the inference deadline"
+    with pytest.raises(EngineStuck):
+        await batcher.submit(["refused while lane 0 is stuck"], [2])
+    narrow.release(LANE0)
+    await until(lambda: batcher.healthy)
+    result = await asyncio.wait_for(batcher.submit(["after recovery"], [2]), 5)
+    assert result.rows.tolist() == [expected("after recovery")]

@@ -123,7 +123,7 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self._inflight: dict[int, list[_Slice]] = {}
         self._under_load = False
-        self._stuck_since: float | None = None
+        self._stuck_lanes: set[int] = set()  # lanes whose call has run past the inference deadline
         self._accepting = True
         self._idle = asyncio.Event()
         self._idle.set()
@@ -139,7 +139,7 @@ class MicroBatcher:
     @property
     def healthy(self) -> bool:
         """False while a model call has run past the inference deadline."""
-        return self._stuck_since is None
+        return not self._stuck_lanes
 
     async def submit(self, texts: Sequence[str], tokens: Sequence[int]) -> Embedded:
         """Queue `texts` (with their token counts) and return their embeddings in order.
@@ -153,7 +153,7 @@ class MicroBatcher:
         """
         if not self._accepting:
             raise EngineStopped("the service is draining and takes no new work")
-        if self._stuck_since is not None:
+        if self._stuck_lanes:
             raise EngineStuck("the model has not answered within the inference deadline")
         limit = self.config.max_queue_inputs
         if self._queued_inputs and self._queued_inputs + len(texts) > limit:
@@ -190,6 +190,9 @@ class MicroBatcher:
     async def close(self) -> None:
         """Stop the batcher task; any waiter left gets EngineStopped."""
         self.stop_accepting()
+        # Fail every waiter first: a cancelled isolation task releases its lane, and with it the
+        # record of the requests it had not re-run yet.
+        self._fail_all(EngineStopped("the batcher was stopped"))
         tasks = [t for t in (self._task, *self._batch_tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -310,10 +313,10 @@ class MicroBatcher:
 
     def _watch(self, lane: int, size: int) -> None:
         loop = asyncio.get_running_loop()
-        self._deadlines[lane] = loop.call_later(self.config.inference_timeout_ms / 1000, self._overdue, size)
+        self._deadlines[lane] = loop.call_later(self.config.inference_timeout_ms / 1000, self._overdue, lane, size)
 
-    def _overdue(self, size: int) -> None:
-        self._stuck_since = self.clock()
+    def _overdue(self, lane: int, size: int) -> None:
+        self._stuck_lanes.add(lane)
         logger.error("model call on %d texts passed the inference deadline", size)
         self._fail_all(EngineStuck("the model has not answered within the inference deadline"))
 
@@ -321,8 +324,8 @@ class MicroBatcher:
         deadline = self._deadlines.pop(lane, None)
         if deadline is not None:
             deadline.cancel()
-        # A call past its deadline has now returned: the lane is usable again.
-        self._stuck_since = None
+        # A call past its deadline has now returned: its lane is usable again.
+        self._stuck_lanes.discard(lane)
 
     def _release(self, lane: int, wide: bool) -> None:
         self._inflight.pop(lane, None)
