@@ -239,6 +239,8 @@ EMBEDDINGS = {
     "PARALLEL_BATCHES": int(env_number("EMBED_PARALLEL_BATCHES", 0)) or None,  # negative: refused by a check
     "SPLIT_MIN_INPUTS": int(env_number("EMBED_SPLIT_MIN_INPUTS", 8)),
     "WARMUP": env_bool("EMBED_WARMUP", True),
+    # The ASGI server of `manage.py serve`: daphne (the default) or uvicorn.
+    "SERVER": env.get("EMBED_SERVER", "daphne"),
     "MAX_BATCH_SIZE": int(env_number("EMBED_MAX_BATCH_SIZE", 128)),
     "MAX_BATCH_TOKENS": int(env_number("EMBED_MAX_BATCH_TOKENS", 16384)),
     "MAX_QUEUE_INPUTS": int(env_number("EMBED_MAX_QUEUE_INPUTS", 8192)),

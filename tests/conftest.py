@@ -94,10 +94,10 @@ def stop_server(server: LiveServer, timeout_s: float = 30) -> int:
     return server.process.returncode
 
 
-@pytest.fixture(scope="session")
-def embed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One real daphne server for the whole session (default settings, default model)."""
-    server = start_server(tmp_path_factory.mktemp("live"))
+@pytest.fixture(scope="session", params=["daphne", "uvicorn"])
+def embed_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """One real server per ASGI server for the whole session (default settings, default model)."""
+    server = start_server(tmp_path_factory.mktemp(f"live-{request.param}"), args=("--server", request.param))
     yield server
     stop_server(server)
 

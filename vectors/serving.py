@@ -1,4 +1,5 @@
-"""The production runner: daphne with warm models, an in-flight count and a graceful drain on SIGTERM."""
+"""The production runner: warm models, an in-flight count and a graceful drain on SIGTERM, on daphne
+(the default) or uvicorn (`serve --server uvicorn`: the same app, drain and log; a leaner HTTP stack)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ class ServeOptions:
     drain_timeout_s: float = 20.0
     warm: bool = True
     access_log: bool = False
+    server: str = "daphne"
+
+
+SERVERS = ("daphne", "uvicorn")
 
 
 # The drain ends once nothing is in flight and no request has arrived for this long: late requests on
@@ -38,8 +43,9 @@ class InFlight:
     to finish. Requests arriving during the drain are answered 503 quickly and counted in `active`.
     """
 
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: object, close_when_draining: bool = False) -> None:
         self.app = app
+        self.close_when_draining = close_when_draining
         self.admitted = 0
         self.active = 0
         self.last_arrival = 0.0
@@ -52,11 +58,24 @@ class InFlight:
         self.last_arrival = time.monotonic()
         self.admitted += counted
         self.active += 1
+        if self.close_when_draining:
+            send = self._closing(send)
         try:
             await self.app(scope, receive, send)  # type: ignore[operator]
         finally:
             self.active -= 1
             self.admitted -= counted
+
+    @staticmethod
+    def _closing(send: object) -> object:
+        """Add `Connection: close` to an answer that starts while draining (uvicorn then closes it)."""
+
+        async def closing_send(message: dict) -> None:
+            if message["type"] == "http.response.start" and lifecycle.is_draining():
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)  # type: ignore[operator]
+
+        return closing_send
 
 
 def close_connections_after_each_response(server: object) -> None:
@@ -105,9 +124,6 @@ def track_channels() -> None:
 def run_server(opts: ServeOptions, out: IO[str]) -> None:
     """Warm the models, listen, serve until SIGTERM/SIGINT, then drain and exit."""
     from channels.routing import get_default_application
-    from daphne.endpoints import build_endpoint_description_strings
-    from daphne.server import Server
-    from twisted.internet import reactor
 
     if opts.warm:
         started = time.perf_counter()
@@ -115,13 +131,20 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
         out.write(f"models warm in {time.perf_counter() - started:.1f} s: {', '.join(conf.get_registry().names)}\n")
         out.flush()
 
-    app = InFlight(get_default_application())
+    app = InFlight(get_default_application(), close_when_draining=opts.server == "uvicorn")
     # Everything alive now (Django, torch, the models) lives as long as the process: move it out of
     # the collector's reach. Without this each full collection walked those millions of objects while
     # holding the GIL - ~250 ms pauses, three every 10 s at 100 connections, stalling the encode
     # threads too (they take the GIL between ops); with it throughput rose ~6 % and p99 fell.
     gc.collect()
     gc.freeze()
+    if opts.server == "uvicorn":
+        run_uvicorn(app, opts, out)
+        return
+    from daphne.endpoints import build_endpoint_description_strings
+    from daphne.server import Server
+    from twisted.internet import reactor
+
     endpoints = build_endpoint_description_strings(
         host=None if (opts.unix_socket or opts.fd is not None) else opts.host,
         port=None if (opts.unix_socket or opts.fd is not None) else opts.port,
@@ -198,3 +221,84 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.run()
+
+
+def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
+    """Serve `app` on uvicorn (uvloop + httptools where installed) with the same drain as on daphne."""
+    import asyncio
+    import contextlib
+
+    import uvicorn
+
+    from . import shutdown
+
+    listen = {"fd": opts.fd} if opts.fd is not None else {"uds": opts.unix_socket} if opts.unix_socket else {}
+    config = uvicorn.Config(
+        app,
+        host=opts.host,
+        port=opts.port,
+        **listen,
+        loop="auto",
+        http="auto",
+        ws="websockets-sansio",
+        lifespan="off",  # the models are warm already; channels' router has no lifespan handler
+        access_log=opts.access_log,
+        log_level="info" if opts.access_log else "warning",
+        timeout_graceful_shutdown=opts.drain_timeout_s,
+        server_header=False,
+    )
+
+    class Runner(uvicorn.Server):
+        async def startup(self, sockets: list | None = None) -> None:
+            await super().startup(sockets)
+            for server in getattr(self, "servers", []):
+                for sock in server.sockets:
+                    address = sock.getsockname()
+                    if isinstance(address, tuple):
+                        out.write(f"listening on http://{address[0]}:{address[1]}\n")
+                    else:
+                        out.write(f"listening on unix:{address}\n")
+            out.flush()
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # noqa: ANN202 - uvicorn's own hook
+            # uvicorn's handlers stop at once and re-raise the signal at exit (status -15); ours drain
+            # as on daphne - refuse new work, finish what was admitted - and exit 0.
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.drain)
+            try:
+                yield
+            finally:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(signum)
+
+        def drain(self) -> None:
+            if lifecycle.is_draining():
+                return
+            lifecycle.start_draining()
+            out.write("draining: refusing new work, finishing in-flight requests\n")
+            out.flush()
+            asyncio.get_running_loop().create_task(self.wait_then_exit())
+
+        async def wait_then_exit(self) -> None:
+            deadline = time.monotonic() + opts.drain_timeout_s
+            # Connections made in the first moments of the drain still get their 503 + Connection: close
+            # (a client whose keep-alive connection was just closed reconnects at once); then the port
+            # refuses new connections while open ones finish.
+            await asyncio.sleep(QUIET_BEFORE_EXIT_S)
+            for server in getattr(self, "servers", []):
+                server.close()
+            while time.monotonic() < deadline:
+                quiet = time.monotonic() - app.last_arrival >= QUIET_BEFORE_EXIT_S
+                if app.admitted == 0 and app.active == 0 and lifecycle.frames_in_flight() == 0 and quiet:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                logger.warning("drain deadline passed with %d admitted requests in flight", app.admitted)
+            self.should_exit = True
+
+    Runner(config).run()
+    shutdown.run_hooks()
+    out.write("stopped\n")
+    out.flush()

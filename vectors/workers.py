@@ -1,4 +1,4 @@
-"""`serve --workers N`: N daphne processes sharing one listening socket, supervised by this process.
+"""`serve --workers N`: N server processes sharing one listening socket, supervised by this process.
 
 The parent binds the port once and starts N fresh `manage.py serve --fd` processes that inherit
 the socket (the kernel spreads connections between them). Each loads its own copy of the models.
@@ -32,7 +32,7 @@ def run_workers(opts: ServeOptions, workers: int, manage_py: Path, out: IO[str])
         stale.unlink()  # prometheus_client requires an empty folder at start
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
     command = [sys.executable, str(manage_py), "serve", "--fd", str(listener.fileno())]
-    command += ["--drain-timeout", str(opts.drain_timeout_s)]
+    command += ["--drain-timeout", str(opts.drain_timeout_s), "--server", opts.server]
     command += ["--access-log"] if opts.access_log else []
     command += ["--no-warm"] if not opts.warm else []
     children = [

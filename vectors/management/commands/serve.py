@@ -1,4 +1,4 @@
-"""Run the production server: load and warm every model, then serve on daphne."""
+"""Run the production server: load and warm every model, then serve on daphne (or uvicorn)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ... import conf
 from ...engine.errors import ModelLoadError
-from ...serving import ServeOptions, run_server
+from ...serving import SERVERS, ServeOptions, run_server
 from ...workers import run_workers
 
 
 class Command(BaseCommand):
-    help = "Load and warm every configured model, then serve HTTP and WebSocket on daphne."
+    help = "Load and warm every configured model, then serve HTTP and WebSocket on daphne (or uvicorn)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="Interface to bind (default 127.0.0.1).")
@@ -33,6 +34,12 @@ class Command(BaseCommand):
             "--workers", type=int, default=1, help="Processes sharing the port, each with its own models (default 1)."
         )
         parser.add_argument("--access-log", action="store_true", help="Log one line per request to stdout.")
+        parser.add_argument(
+            "--server",
+            choices=SERVERS,
+            default=None,
+            help="ASGI server (default: EMBED_SERVER, else daphne). uvicorn: uvloop + httptools, same drain.",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         opts = ServeOptions(
@@ -43,6 +50,7 @@ class Command(BaseCommand):
             drain_timeout_s=float(options["drain_timeout"]),  # type: ignore[arg-type]
             warm=not options["no_warm"],
             access_log=bool(options["access_log"]),
+            server=str(options["server"] or conf.embeddings().get("SERVER", "daphne")),
         )
         if opts.drain_timeout_s <= 0:
             raise CommandError("--drain-timeout must be > 0")
