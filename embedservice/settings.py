@@ -241,7 +241,7 @@ EMBEDDINGS = {
     "WARMUP": env_bool("EMBED_WARMUP", True),
     # The ASGI server of `manage.py serve`: daphne (the default) or uvicorn.
     "SERVER": env.get("EMBED_SERVER", "daphne"),
-    "MAX_BATCH_SIZE": int(env_number("EMBED_MAX_BATCH_SIZE", 128)),
+    "MAX_BATCH_SIZE": int(env_number("EMBED_MAX_BATCH_SIZE", 64)),
     "MAX_BATCH_TOKENS": int(env_number("EMBED_MAX_BATCH_TOKENS", 16384)),
     "MAX_QUEUE_INPUTS": int(env_number("EMBED_MAX_QUEUE_INPUTS", 8192)),
     "QUEUE_TIMEOUT_MS": env_number("EMBED_QUEUE_TIMEOUT_MS", 30_000, float),

@@ -45,6 +45,24 @@ def test_each_backend_encodes_the_packaged_model_within_its_tolerance(backend, d
         assert verdict.agreement.top_k_agreement >= tolerance.top_k_agreement, verdict
 
 
+@pytest.mark.parametrize(("backend", "dtype"), [("onnx", "int8"), ("openvino", "fp32")])
+def test_two_calls_at_once_on_the_one_thread_session_give_the_rows_of_the_all_threads_one(
+    backend, dtype, model_path, cache_dir
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    encoder = Encoder(ModelConfig("p", model_path, device="cpu", backend=backend, dtype=dtype, cache_dir=cache_dir))
+    encoder.prepare_parallel(1, 2)
+    assert encoder._narrow_run is not None and encoder._narrow_run is not encoder._run
+    halves = [TEXTS[:40], TEXTS[40:80]]
+    with ThreadPoolExecutor(2) as lanes:
+        together = [f.result() for f in [lanes.submit(encoder.encode, half, 1) for half in halves]]
+    for half, rows in zip(halves, together, strict=True):
+        alone = encoder.encode(half)
+        assert rows.shape == alone.shape
+        assert cosines(rows, alone).min() >= 0.9999
+
+
 def test_exported_encoder_keeps_the_encoder_surface(model_path, cache_dir, reference):
     encoder = Encoder(ModelConfig("int8", model_path, device="cpu", backend="onnx", dtype="int8", cache_dir=cache_dir))
     assert (encoder.dimensions, encoder.max_seq_length, encoder.device) == (384, 256, "cpu")

@@ -24,7 +24,7 @@ class BatcherConfig:
         thread (the lowest latency for a lone request).
     """
 
-    max_batch_size: int = 128
+    max_batch_size: int = 64
     max_batch_tokens: int = 16384
     max_queue_inputs: int = 8192
     queue_timeout_ms: float = 30_000
