@@ -215,7 +215,7 @@ class MicroBatcher:
             return
         exc = task.exception()
         if exc is not None:
-            logger.error("micro-batcher task died; failing its waiters", exc_info=exc)
+            logger.error("a micro-batcher task died; failing its waiters", exc_info=exc)
             self._fail_all(EncodeFailed(f"internal batcher failure: {type(exc).__name__}"))
 
     async def _run(self) -> None:
@@ -371,12 +371,7 @@ class MicroBatcher:
 
     def _batch_ended(self, task: asyncio.Task) -> None:
         self._batch_tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            logger.error("micro-batch task died; failing its waiters", exc_info=exc)
-            self._fail_all(EncodeFailed(f"internal batcher failure: {type(exc).__name__}"))
+        self._task_ended(task)
 
     async def _isolate(self, lane: int, wide: bool, slices: list[_Slice], started: float) -> None:
         """Re-run each request of a failed batch alone: only the culprits fail."""
