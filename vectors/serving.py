@@ -239,7 +239,7 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
         port=opts.port,
         **listen,
         loop="auto",
-        http="auto",
+        http=_tolerant_httptools_protocol(),
         ws="websockets-sansio",
         lifespan="off",  # the models are warm already; channels' router has no lifespan handler
         access_log=opts.access_log,
@@ -302,3 +302,31 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
     shutdown.run_hooks()
     out.write("stopped\n")
     out.flush()
+
+
+def _tolerant_httptools_protocol() -> object:
+    """uvicorn's httptools protocol, made to ignore an `Upgrade: h2c` offer.
+
+    Java's HttpClient (HTTP_2 by default) offers h2c on every plain-HTTP request, body included.
+    llhttp takes everything after such a request's headers for the new protocol, so uvicorn handed the
+    app an empty body (400 "input: This field is required."). The offer is optional (RFC 9113 dropped
+    it); renaming that one header before parsing answers in HTTP/1.1, as daphne does. WebSocket upgrades
+    are untouched. An offer split across two TCP reads is not caught (clients write headers at once).
+    Falls back to uvicorn's own choice where httptools is missing.
+    """
+    import re
+
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return "auto"
+
+    h2c_offer = re.compile(rb"(\r\n)upgrade([ \t]*:[ \t]*h2c[ \t]*\r\n)", re.IGNORECASE)
+
+    class TolerantHttpToolsProtocol(HttpToolsProtocol):
+        def data_received(self, data: bytes) -> None:
+            if b"2c" in data or b"2C" in data:
+                data = h2c_offer.sub(rb"\1x-h2c-ignored\2", data)
+            super().data_received(data)
+
+    return TolerantHttpToolsProtocol

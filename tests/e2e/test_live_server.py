@@ -63,3 +63,16 @@ def test_server_answers_json_errors_not_html(embed_server):
 def test_admin_static_files_are_served_without_collectstatic(embed_server):
     response = httpx.get(f"{embed_server.url}/static/admin/css/base.css", timeout=10)
     assert response.status_code == 200
+
+
+def test_a_post_that_offers_an_h2c_upgrade_keeps_its_body(embed_server, reference):
+    """Java's HttpClient offers h2c on every plain-HTTP request; the answer must stay HTTP/1.1 with the body read."""
+    offer = {
+        "Connection": "Upgrade, HTTP2-Settings",
+        "Upgrade": "h2c",
+        "HTTP2-Settings": "AAEAAEAAAAIAAAAAAAMAAAAAAAQBAAAAAAUAAEAA",
+    }
+    r = httpx.post(f"{embed_server.url}/v1/embeddings", json={"input": "an upgrade offer"}, headers=offer, timeout=30)
+    assert r.status_code == 200, r.text
+    vector = np.asarray(r.json()["data"][0]["embedding"])
+    assert cosines(vector[None, :], reference.encode(["an upgrade offer"]))[0] >= 0.9999
