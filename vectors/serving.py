@@ -66,6 +66,11 @@ class InFlight:
             self.active -= 1
             self.admitted -= counted
 
+    def settled(self) -> bool:
+        """True once nothing is in flight and no request has arrived for the quiet period."""
+        quiet = time.monotonic() - self.last_arrival >= QUIET_BEFORE_EXIT_S
+        return self.admitted == 0 and self.active == 0 and lifecycle.frames_in_flight() == 0 and quiet
+
     @staticmethod
     def _closing(send: object) -> object:
         """Add `Connection: close` to an answer that starts while draining (uvicorn then closes it)."""
@@ -76,6 +81,20 @@ class InFlight:
             await send(message)  # type: ignore[operator]
 
         return closing_send
+
+
+def begin_drain(out: IO[str]) -> bool:
+    """Start draining (once): new work gets 503, /ready turns 503. False if already draining."""
+    if lifecycle.is_draining():
+        return False
+    lifecycle.start_draining()
+    out.write("draining: refusing new work, finishing in-flight requests\n")
+    out.flush()
+    return True
+
+
+def warn_overdue(app: InFlight) -> None:
+    logger.warning("drain deadline passed with %d admitted requests in flight", app.admitted)
 
 
 def close_connections_after_each_response(server: object) -> None:
@@ -178,20 +197,15 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
     )
 
     def drain_then_stop() -> None:
-        if lifecycle.is_draining():
+        if not begin_drain(out):
             return
-        lifecycle.start_draining()
-        out.write("draining: refusing new work, finishing in-flight requests\n")
-        out.flush()
         deadline = time.monotonic() + opts.drain_timeout_s
 
         def poll() -> None:
-            now = time.monotonic()
-            quiet = now - app.last_arrival >= QUIET_BEFORE_EXIT_S
-            if app.admitted == 0 and app.active == 0 and lifecycle.frames_in_flight() == 0 and quiet:
+            if app.settled():
                 finish()
-            elif now >= deadline:
-                logger.warning("drain deadline passed with %d admitted requests in flight", app.admitted)
+            elif time.monotonic() >= deadline:
+                warn_overdue(app)
                 finish()
             else:
                 reactor.callLater(0.02, poll)
@@ -274,12 +288,8 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
                     loop.remove_signal_handler(signum)
 
         def drain(self) -> None:
-            if lifecycle.is_draining():
-                return
-            lifecycle.start_draining()
-            out.write("draining: refusing new work, finishing in-flight requests\n")
-            out.flush()
-            asyncio.get_running_loop().create_task(self.wait_then_exit())
+            if begin_drain(out):
+                asyncio.get_running_loop().create_task(self.wait_then_exit())
 
         async def wait_then_exit(self) -> None:
             deadline = time.monotonic() + opts.drain_timeout_s
@@ -289,13 +299,11 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
             await asyncio.sleep(QUIET_BEFORE_EXIT_S)
             for server in getattr(self, "servers", []):
                 server.close()
-            while time.monotonic() < deadline:
-                quiet = time.monotonic() - app.last_arrival >= QUIET_BEFORE_EXIT_S
-                if app.admitted == 0 and app.active == 0 and lifecycle.frames_in_flight() == 0 and quiet:
+            while not app.settled():
+                if time.monotonic() >= deadline:
+                    warn_overdue(app)
                     break
                 await asyncio.sleep(0.02)
-            else:
-                logger.warning("drain deadline passed with %d admitted requests in flight", app.admitted)
             self.should_exit = True
 
     Runner(config).run()
