@@ -19,6 +19,7 @@ CPU seconds: what each backend costs in compute, nearly blind to other people's 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import signal
@@ -28,7 +29,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ class OfflineLimit:
 
     def __init__(self, batches: int, clock: Callable[[], float] = time.perf_counter, every_way: bool = False) -> None:
         self.texts, self.batches, self.clock, self.position = corpus(), batches, clock, 0
-        self.lanes = [ThreadPoolExecutor(1), ThreadPoolExecutor(1)] if every_way else None
+        self.every_way = every_way
 
     def _next(self, count: int) -> list[str]:
         chunk = [self.texts[(self.position + i) % len(self.texts)] for i in range(count)]
@@ -98,22 +98,16 @@ class OfflineLimit:
         return count / (self.clock() - started)
 
     def _two_at_once(self, encoder: object, size: int) -> float:
+        from vectors.loadtest.limit import side_by_side
+
         count = self.batches * BATCH
         halves = [self._next(count // 2), self._next(count // 2)]
         threads = max(1, encoder.threads // 2)  # type: ignore[attr-defined]
-
-        def run(half: list[str]) -> None:
-            for i in range(0, len(half), size):
-                encoder.encode(half[i : i + size], threads=threads)  # type: ignore[attr-defined]
-
-        started = self.clock()
-        for future in [lane.submit(run, half) for lane, half in zip(self.lanes or [], halves, strict=True)]:
-            future.result()
-        return count / (self.clock() - started)
+        return side_by_side(functools.partial(encoder.encode, threads=threads), halves, size, self.clock)  # type: ignore[attr-defined]
 
     def measure(self, encoder: object) -> float:
         best = self._one_at_a_time(encoder, BATCH)
-        if self.lanes is not None:
+        if self.every_way:
             best = max(best, self._one_at_a_time(encoder, 32), self._two_at_once(encoder, 32))
         return best
 

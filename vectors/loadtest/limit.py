@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -88,6 +89,25 @@ def measure(
                     break
             rates[size] = max(rates.get(size, 0.0), encoded / elapsed)
     return {size: rates[size] for size in batch_sizes}
+
+
+def side_by_side(
+    encode: Encode, parts: Sequence[Sequence[str]], size: int, clock: Callable[[], float] = time.perf_counter
+) -> float:
+    """Return texts/s of one thread per part, all at once, each encoding its part in batches of `size`.
+
+    How the service runs EMBED_PARALLEL_BATCHES batches at a time; `encode` sets the threads per call.
+    """
+
+    def run(part: Sequence[str]) -> None:
+        for i in range(0, len(part), size):
+            encode(part[i : i + size])
+
+    with ThreadPoolExecutor(len(parts)) as pool:
+        started = clock()
+        for future in [pool.submit(run, part) for part in parts]:
+            future.result()
+        return sum(map(len, parts)) / (clock() - started)
 
 
 def best(model: str, rates: dict[int, float], torch_threads: int | None = None) -> LimitResult:
