@@ -44,6 +44,15 @@ function common.requests(items, build)
   end
 end
 
+-- POST each body in turn as JSON to `path` (the request generator of the POST scripts).
+function common.post_json(path, bodies)
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  return common.requests(bodies, function(body)
+    return wrk.format("POST", path, nil, body)
+  end)
+end
+
 function common.done(summary, latency, requests)
   local errors = summary.errors
   local failed = errors.connect + errors.read + errors.write + errors.timeout + errors.status

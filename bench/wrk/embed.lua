@@ -13,11 +13,7 @@ function init(args)
   for i, text in ipairs(common.corpus()) do
     bodies[i] = '{"inputs":' .. common.json_string(text) .. "}"
   end
-  wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
-  next_request = common.requests(bodies, function(body)
-    return wrk.format("POST", "/embed", nil, body)
-  end)
+  next_request = common.post_json("/embed", bodies)
 end
 
 function request()

@@ -19,11 +19,7 @@ function init(args)
     end
     bodies[#bodies + 1] = '{"inputs":[' .. table.concat(quoted, ",") .. "]}"
   end
-  wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
-  next_request = common.requests(bodies, function(body)
-    return wrk.format("POST", "/embed", nil, body)
-  end)
+  next_request = common.post_json("/embed", bodies)
 end
 
 function request()

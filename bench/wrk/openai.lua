@@ -14,11 +14,7 @@ function init(args)
   for i, text in ipairs(common.corpus()) do
     bodies[i] = '{"input":' .. common.json_string(text) .. ',"encoding_format":"' .. encoding .. '"}'
   end
-  wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
-  next_request = common.requests(bodies, function(body)
-    return wrk.format("POST", "/v1/embeddings", nil, body)
-  end)
+  next_request = common.post_json("/v1/embeddings", bodies)
 end
 
 function request()
