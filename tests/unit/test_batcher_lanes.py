@@ -11,15 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from tests.unit.test_batcher import expected
 from vectors.engine.batcher import MicroBatcher
 from vectors.engine.config import BatcherConfig
 from vectors.engine.errors import EncodeFailed, EngineStopped, EngineStuck
 
 LANE0, LANE1 = "lane0_0", "lane1_0"
-
-
-def expected(text: str) -> list[float]:
-    return [len(text), sum(map(ord, text)) % 997, 1.0]
 
 
 @dataclass
