@@ -16,12 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
+from ..engine.batcher import EncodeFn
 from ..engine.config import BatcherConfig, ModelConfig
 
 DEFAULT_BATCH_SIZES = (16, 32, 64, 128)
-Encode = Callable[[Sequence[str]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ class LimitError(RuntimeError):
 
 
 def measure(
-    encode: Encode,
+    encode: EncodeFn,
     texts: Sequence[str],
     batch_sizes: Sequence[int],
     seconds_per_size: float,
@@ -92,7 +90,7 @@ def measure(
 
 
 def side_by_side(
-    encode: Encode, parts: Sequence[Sequence[str]], size: int, clock: Callable[[], float] = time.perf_counter
+    encode: EncodeFn, parts: Sequence[Sequence[str]], size: int, clock: Callable[[], float] = time.perf_counter
 ) -> float:
     """Return texts/s of one thread per part, all at once, each encoding its part in batches of `size`.
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..engine.batcher import EncodeFn
 from ..engine.config import ModelConfig
 from ..engine.encoder import Encoder
 from ..engine.errors import ModelLoadError
@@ -34,8 +35,6 @@ TOLERANCES = {
 # Everything this build can run on a CPU, for `embedquality --all`.
 CPU_COMBINATIONS = (("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "bf16"))
 
-Encode = Callable[[Sequence[str]], np.ndarray]
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -60,7 +59,7 @@ class Verdict:
         )
 
 
-def encode_all(encode: Encode, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+def encode_all(encode: EncodeFn, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """Return the rows for `texts`, encoded `batch_size` at a time (as the batcher would)."""
     return np.concatenate([encode(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
 
