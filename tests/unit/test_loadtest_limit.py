@@ -91,3 +91,13 @@ def test_side_by_side_runs_one_thread_per_part_at_once_in_batches_of_the_size():
     for part in parts:
         assert [t for _, batch in calls for t in batch if t in part] == part
         assert sorted(len(b) for _, b in calls if b[0] in part) == [1, 2, 2]
+
+
+def test_the_limit_is_the_fastest_way_one_batch_at_a_time_or_several_at_once():
+    one = best("m", {32: 290.0, 64: 300.0}, 2)
+    assert (one.texts_per_s, one.best_batch_size, one.parallel) == (300.0, 64, 1)
+    both = best("m", {32: 290.0, 64: 300.0}, 2, {32: 320.0, 64: 310.0}, 2)
+    assert (both.texts_per_s, both.best_batch_size, both.parallel) == (320.0, 32, 2)
+    assert LimitResult.from_dict(both.to_dict()) == both
+    slower = best("m", {32: 290.0, 64: 300.0}, 2, {32: 250.0}, 2)
+    assert (slower.texts_per_s, slower.best_batch_size) == (300.0, 64)

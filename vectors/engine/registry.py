@@ -20,6 +20,15 @@ EncoderFactory = Callable[[ModelConfig], Encoder]
 BatchHook = Callable[[str, BatchStats], None]
 
 
+def parallel_batches(config: ModelConfig, encoder: Encoder) -> int:
+    """How many batches of this model run at once (EMBED_PARALLEL_BATCHES, else 2 on a CPU with 2+ cores)."""
+    if not getattr(encoder, "threads_per_call_adjustable", False):
+        return 1
+    if config.parallel_batches:
+        return config.parallel_batches
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
 class Engine:
     """One served model: its encoder, its single encode thread, its batcher per event loop."""
 
@@ -61,7 +70,7 @@ class Engine:
         encoder = self._make_encoder(self.config)
         if self.config.warmup:
             encoder.warm()
-        lanes = self._lanes(encoder)
+        lanes = parallel_batches(self.config, encoder)
         if lanes > 1:
             self.threads_alone = encoder.threads
             encoder.prepare_parallel(max(1, self.threads_alone // lanes), lanes)
@@ -70,13 +79,6 @@ class Engine:
                 for lane in range(1, lanes)
             ]
         return encoder
-
-    def _lanes(self, encoder: Encoder) -> int:
-        if not getattr(encoder, "threads_per_call_adjustable", False):
-            return 1
-        if self.config.parallel_batches:
-            return self.config.parallel_batches
-        return 2 if (os.cpu_count() or 1) >= 2 else 1
 
     @property
     def threads_together(self) -> int | None:

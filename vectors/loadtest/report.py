@@ -70,6 +70,9 @@ def limit_lines(report: BenchmarkReport) -> list[str]:
     if limit is None:
         return []
     sizes = ", ".join(f"{size}: {rate:.0f}" for size, rate in sorted(limit.by_batch_size.items()))
+    if limit.parallel_by_batch_size:
+        together = ", ".join(f"{size}: {rate:.0f}" for size, rate in sorted(limit.parallel_by_batch_size.items()))
+        sizes += f"; {limit.parallel} at once: {together}"
     lines = [
         f"model limit  {limit.texts_per_s:10.1f} texts/s offline, best batch size {limit.best_batch_size}"
         f"   (texts/s by batch size: {sizes})"
