@@ -237,6 +237,8 @@ EMBEDDINGS = {
     "TORCH_THREADS": int(env_number("EMBED_TORCH_THREADS", 0)) or None,  # negative: refused by a check
     # Batches that may run at once on the CPU (torch backend); 0: 2 where there are 2+ cores, else 1.
     "PARALLEL_BATCHES": int(env_number("EMBED_PARALLEL_BATCHES", 0)) or None,  # negative: refused by a check
+    # torch on the CPU: run the model as a TorchScript trace (checked against the eager model at load).
+    "TORCH_JIT": env_bool("EMBED_TORCH_JIT", True),
     "SPLIT_MIN_INPUTS": int(env_number("EMBED_SPLIT_MIN_INPUTS", 8)),
     "WARMUP": env_bool("EMBED_WARMUP", True),
     # The ASGI server of `manage.py serve`: daphne (the default) or uvicorn.

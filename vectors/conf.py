@@ -128,6 +128,7 @@ def model_configs() -> list[ModelConfig]:
             max_seq_length=entry.get("MAX_SEQ_LENGTH"),
             torch_threads=cfg.get("TORCH_THREADS"),
             parallel_batches=cfg.get("PARALLEL_BATCHES"),
+            torch_jit=cfg.get("TORCH_JIT", True),
             warmup=cfg.get("WARMUP", True),
             batcher=replace(
                 batcher,

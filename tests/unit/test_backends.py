@@ -26,11 +26,12 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def fp32_rows(model_path: str) -> np.ndarray:
-    return encode_all(Encoder(ModelConfig("reference", model_path, device="cpu")).encode, TEXTS)
+    return encode_all(Encoder(ModelConfig("reference", model_path, device="cpu", torch_jit=False)).encode, TEXTS)
 
 
 @pytest.mark.parametrize(
-    ("backend", "dtype"), [("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("torch", "bf16")]
+    ("backend", "dtype"),
+    [("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("torch", "fp32"), ("torch", "bf16")],
 )
 def test_each_backend_encodes_the_packaged_model_within_its_tolerance(backend, dtype, model_path, cache_dir, fp32_rows):
     config = ModelConfig(
@@ -45,7 +46,7 @@ def test_each_backend_encodes_the_packaged_model_within_its_tolerance(backend, d
         assert verdict.agreement.top_k_agreement >= tolerance.top_k_agreement, verdict
 
 
-@pytest.mark.parametrize(("backend", "dtype"), [("onnx", "int8"), ("openvino", "fp32")])
+@pytest.mark.parametrize(("backend", "dtype"), [("onnx", "int8"), ("openvino", "fp32"), ("torch", "bf16")])
 def test_two_calls_at_once_on_the_one_thread_session_give_the_rows_of_the_all_threads_one(
     backend, dtype, model_path, cache_dir
 ):
@@ -53,7 +54,8 @@ def test_two_calls_at_once_on_the_one_thread_session_give_the_rows_of_the_all_th
 
     encoder = Encoder(ModelConfig("p", model_path, device="cpu", backend=backend, dtype=dtype, cache_dir=cache_dir))
     encoder.prepare_parallel(1, 2)
-    assert encoder._narrow_run is not None and encoder._narrow_run is not encoder._run
+    if backend != "torch":  # torch sets the threads of the calling thread instead (one traced module)
+        assert encoder._narrow_run is not None and encoder._narrow_run is not encoder._run
     halves = [TEXTS[:40], TEXTS[40:80]]
     with ThreadPoolExecutor(2) as lanes:
         together = [f.result() for f in [lanes.submit(encoder.encode, half, 1) for half in halves]]
@@ -169,3 +171,68 @@ def test_two_loaders_at_once_export_once(model_path, tmp_path):
     assert paths[0] == paths[1] and paths[0].is_file()
     assert export.exports["onnx-fp32"] == before + 1
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [paths[0].parent.name]  # no scratch left behind
+
+
+def test_torch_on_the_cpu_runs_as_a_checked_trace_with_the_eager_rows(model_path, reference):
+    texts = [*TEXTS[:30], "x", "word " * 600]  # padding, a lone token, a text past the length limit
+    traced = Encoder(ModelConfig("t", model_path, device="cpu"))
+    eager = Encoder(ModelConfig("e", model_path, device="cpu", torch_jit=False))
+    assert traced._run.traced is not None and eager._run.traced is None
+    want = reference.encode(texts, normalize_embeddings=False)
+    assert cosines(traced.encode(texts), want).min() >= 0.9999
+    assert cosines(traced.encode(texts[-2:-1]), want[-2:-1]).min() >= 0.9999  # a batch of one
+    assert cosines(eager.encode(texts), want).min() >= 0.9999
+
+
+def test_a_model_that_cannot_be_traced_runs_eagerly_and_says_why(model_path, reference, monkeypatch, caplog):
+    import torch
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("this module cannot be traced")
+
+    monkeypatch.setattr(torch.jit, "trace", refuse)
+    encoder = Encoder(ModelConfig("t", model_path, device="cpu"))
+    assert encoder._run.traced is None
+    assert "cannot be traced" in caplog.text and "runs eagerly" in caplog.text
+    texts = TEXTS[:8]
+    assert cosines(encoder.encode(texts), reference.encode(texts, normalize_embeddings=False)).min() >= 0.9999
+
+
+def test_a_trace_that_disagrees_with_the_eager_model_is_not_used(model_path, reference, monkeypatch, caplog):
+    import torch
+
+    real = export.pipeline_module
+
+    def wrong(model: object, names: list[str]) -> torch.nn.Module:
+        class Flipped(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.inner = real(model, names)
+
+            def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+                return -self.inner(*tensors)
+
+        return Flipped()
+
+    monkeypatch.setattr(export, "pipeline_module", wrong)
+    encoder = Encoder(ModelConfig("t", model_path, device="cpu"))
+    assert encoder._run.traced is None and "differ from the eager model" in caplog.text
+    texts = TEXTS[:8]
+    assert cosines(encoder.encode(texts), reference.encode(texts, normalize_embeddings=False)).min() >= 0.9999
+
+
+def test_bf16_keeps_linear_weights_in_bf16_and_gives_the_rows_of_autocast_over_fp32_weights(model_path):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from vectors.engine.backends import TorchRunner
+
+    plain = SentenceTransformer(model_path, device="cpu")
+    model = SentenceTransformer(model_path, device="cpu")
+    runner = TorchRunner(model, "cpu", "bf16")
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
+    texts = TEXTS[:16]
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = plain.encode(texts, convert_to_tensor=True, normalize_embeddings=False, batch_size=16).float().numpy()
+    np.testing.assert_allclose(runner(texts), want, atol=1e-5)

@@ -43,6 +43,8 @@ class ModelConfig:
     parallel_batches: batches that may run at once (torch on CPU only; None: 2 where there are at
         least 2 cores, else 1). While several run, each gets torch_threads / parallel_batches
         threads; a batch running alone gets all of them.
+    torch_jit: torch on the CPU runs the model as a TorchScript trace, checked against the eager model at
+        load (vectors.engine.backends.TorchRunner); False: always eagerly.
     cache_dir: where exported (onnx/openvino) artifacts go when the model's own directory is not
         writable or is an installed package; '' means ~/.cache/embedservice.
     """
@@ -55,6 +57,7 @@ class ModelConfig:
     max_seq_length: int | None = None
     torch_threads: int | None = None
     parallel_batches: int | None = None
+    torch_jit: bool = True
     warmup: bool = True
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
     cache_dir: str = ""

@@ -107,7 +107,7 @@ class Encoder:
         from . import backends
 
         if config.backend == "torch":
-            return backends.TorchRunner(self.model, self.device, config.dtype)
+            return backends.TorchRunner(self.model, self.device, config.dtype, jit=config.torch_jit)
         threads = threads or self._threads()
         package = support.missing_package(config.backend)
         if package:

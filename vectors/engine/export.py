@@ -176,7 +176,7 @@ def export_onnx(model: object, destination: Path) -> list[str]:
     texts = ["a short text", "a somewhat longer text to pad the first one"]
     sample = tokenizer(texts, padding=True, return_tensors="pt")
     names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
-    module = _pipeline_module(model, names).eval()
+    module = pipeline_module(model, names).eval()
     axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"sentence_embedding": {0: "batch"}}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -203,7 +203,8 @@ def quantize_file(source: Path, destination: Path) -> None:
     onnx.save(model, str(destination))
 
 
-def _pipeline_module(model: object, names: list[str]) -> object:
+def pipeline_module(model: object, names: list[str]) -> object:
+    """The model's modules (tokens in, pooled vector out) as one torch module, to export or to trace."""
     import torch
 
     class Pipeline(torch.nn.Module):
