@@ -33,3 +33,32 @@ def test_two_workers_share_one_port_and_stop_together(tmp_path, reference):
         code = stop_server(server)
     assert code == 0, server.log()
     assert "stopped" in server.log()
+
+
+def test_a_killed_worker_is_replaced_while_the_other_keeps_answering(tmp_path):
+    import os
+    import signal
+    import time
+
+    server = start_server(tmp_path, args=("--workers", "2"))
+    try:
+        victim = httpx.get(f"{server.url}/info", timeout=60).json()["pid"]
+        os.kill(victim, signal.SIGKILL)
+        for i in range(10):  # new connections: the survivor takes them all
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                assert client.get("/get_vector", params={"sentence": f"after the kill {i}"}).status_code == 200
+        deadline = time.monotonic() + 120
+        while "starting a new one" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert f"exited with code -{signal.SIGKILL}; starting a new one" in server.log()
+        pids = set()
+        while len(pids) < 2 and time.monotonic() < deadline:
+            with httpx.Client(base_url=server.url, timeout=60) as client:
+                answer = client.get("/info")
+                if answer.status_code == 200:
+                    pids.add(answer.json()["pid"])
+            time.sleep(0.05)
+        assert len(pids) == 2 and victim not in pids, pids  # the survivor and the new worker
+    finally:
+        code = stop_server(server)
+    assert code == 0, server.log()

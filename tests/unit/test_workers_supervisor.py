@@ -1,0 +1,92 @@
+"""`serve --workers`' supervisor with stand-in worker processes: restart, boot failure, crash loop."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from vectors import workers
+from vectors.serving import ServeOptions
+
+FAKE_WORKER = textwrap.dedent(
+    """
+    import os, pathlib, signal, sys, time
+    mode, state = os.environ["FAKE_MODE"], pathlib.Path(os.environ["FAKE_STATE"])
+    (state / str(os.getpid())).touch()  # one file per process started
+    if mode == "boot-fails":
+        sys.exit(3)
+    print("listening on http://127.0.0.1:1", flush=True)
+    if mode == "crash-loop":
+        time.sleep(0.05)
+        sys.exit(1)
+    if mode == "first-dies" and not (state / "died").exists():
+        (state / "died").touch()
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGKILL)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    while True:
+        time.sleep(0.05)
+    """
+)
+
+
+@pytest.fixture
+def supervise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Run the supervisor over the stand-in worker in `mode`; return (exit code, output, processes started)."""
+    script = tmp_path / "fake_manage.py"
+    script.write_text(FAKE_WORKER)
+    state = tmp_path / "state"
+    state.mkdir()
+    monkeypatch.setenv("FAKE_STATE", str(state))
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    (tmp_path / "metrics").mkdir()
+    monkeypatch.setattr(sys, "executable", sys.executable)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def run(mode: str, count: int, stop_after_s: float | None = None) -> tuple[int, str, int]:
+        monkeypatch.setenv("FAKE_MODE", mode)
+        if stop_after_s is not None:
+            threading.Timer(stop_after_s, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        out = io.StringIO()
+        started = time.monotonic()
+        code = workers.run_workers(ServeOptions(port=0), count, script, out)
+        assert time.monotonic() - started < 30
+        started_processes = len([p for p in state.iterdir() if p.name.isdigit()])
+        return code, out.getvalue(), started_processes
+
+    yield run
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_a_worker_that_dies_while_serving_is_replaced_and_the_pool_stops_cleanly_later(supervise):
+    code, output, started = supervise("first-dies", 2, stop_after_s=3.0)
+    assert "exited with code -9; starting a new one" in output
+    replaced = output.count("starting a new one")
+    assert started == 2 + replaced
+    assert "listening on http://" in output and output.rstrip().endswith("stopped")
+    assert code == 0, output
+
+
+def test_a_worker_that_cannot_start_stops_the_pool_with_its_code(supervise):
+    code, output, started = supervise("boot-fails", 2)
+    assert code == 3
+    assert "before it was serving; stopping the others" in output
+    assert "starting a new one" not in output
+    assert started == 2
+
+
+def test_a_worker_that_keeps_dying_is_given_up_on(supervise):
+    code, output, started = supervise("crash-loop", 1)
+    assert code == 1
+    assert output.count("starting a new one") == workers.MAX_RESTARTS
+    assert f"after {workers.MAX_RESTARTS} restarts within" in output
+    assert started == 1 + workers.MAX_RESTARTS
