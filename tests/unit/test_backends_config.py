@@ -112,15 +112,29 @@ def test_model_configs_take_per_model_batch_limits_and_the_cache_dir():
 
 def test_a_model_on_cuda_gets_gpu_sized_batches_unless_told_otherwise(monkeypatch):
     monkeypatch.setattr(project_settings, "env", {})
-    gpu = project_settings.with_gpu_batch_defaults(project_settings.extra_model_entry("g;device=cuda", "/m"))
-    cpu = project_settings.with_gpu_batch_defaults(project_settings.extra_model_entry("c;device=cpu", "/m"))
-    own = project_settings.with_gpu_batch_defaults(
+    gpu = project_settings.with_batch_defaults(project_settings.extra_model_entry("g;device=cuda", "/m"))
+    cpu = project_settings.with_batch_defaults(project_settings.extra_model_entry("c;device=cpu", "/m"))
+    own = project_settings.with_batch_defaults(
         project_settings.extra_model_entry("o;device=cuda:1;max_batch_size=64", "/m")
     )
     assert (gpu["MAX_BATCH_SIZE"], gpu["MAX_BATCH_TOKENS"]) == (512, 65536)
     assert "MAX_BATCH_SIZE" not in cpu
     assert (own["MAX_BATCH_SIZE"], own["MAX_BATCH_TOKENS"]) == (64, 65536)
     monkeypatch.setattr(project_settings, "env", {"EMBED_MAX_BATCH_SIZE": "256"})
-    assert "MAX_BATCH_SIZE" not in project_settings.with_gpu_batch_defaults(
+    assert "MAX_BATCH_SIZE" not in project_settings.with_batch_defaults(
         project_settings.extra_model_entry("g;device=cuda", "/m")
+    )
+
+
+def test_an_onnx_model_on_the_cpu_batches_up_to_128_texts_unless_told_otherwise(monkeypatch):
+    monkeypatch.setattr(project_settings, "env", {})
+    onnx = project_settings.with_batch_defaults(project_settings.extra_model_entry("o;backend=onnx;dtype=int8", "/m"))
+    torch = project_settings.with_batch_defaults(project_settings.extra_model_entry("t;device=cpu", "/m"))
+    own = project_settings.with_batch_defaults(project_settings.extra_model_entry("o;backend=onnx;max_batch_size=32", "/m"))
+    assert onnx["MAX_BATCH_SIZE"] == project_settings.ONNX_MAX_BATCH_SIZE == 128
+    assert "MAX_BATCH_SIZE" not in torch  # the global default (64)
+    assert own["MAX_BATCH_SIZE"] == 32
+    monkeypatch.setattr(project_settings, "env", {"EMBED_MAX_BATCH_SIZE": "48"})
+    assert "MAX_BATCH_SIZE" not in project_settings.with_batch_defaults(
+        project_settings.extra_model_entry("o;backend=onnx", "/m")
     )
