@@ -124,6 +124,7 @@ class FakeEncoder:
     """Just enough of an Encoder for the engine to decide its lanes."""
 
     adjustable = True
+    device = "cpu"
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
@@ -139,21 +140,27 @@ class FakeEncoder:
 
 
 @pytest.mark.parametrize(
-    ("cores", "parallel_batches", "adjustable", "lanes"),
+    ("device", "cores", "parallel_batches", "adjustable", "lanes"),
     [
-        (1, None, True, 1),
-        (2, None, True, 2),
-        (16, None, True, 2),
-        (16, 3, True, 3),
-        (16, 1, True, 1),
-        (16, 4, False, 1),
+        ("cpu", 1, None, True, 1),
+        ("cpu", 2, None, True, 2),
+        ("cpu", 16, None, True, 2),
+        ("cpu", 16, 3, True, 3),
+        ("cpu", 16, 1, True, 1),
+        ("cpu", 16, 4, False, 1),
+        # CUDA: two lanes whatever the cores - one tokenises while the other's kernels run
+        ("cuda", 1, None, False, 2),
+        ("cuda:1", 16, None, False, 2),
+        ("cuda", 16, 1, False, 1),
+        ("cuda", 16, 3, False, 3),
     ],
 )
 def test_the_lane_count_follows_the_cores_the_setting_and_the_backend(
-    monkeypatch, cores, parallel_batches, adjustable, lanes
+    monkeypatch, device, cores, parallel_batches, adjustable, lanes
 ):
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
     monkeypatch.setattr(FakeEncoder, "adjustable", adjustable)
+    monkeypatch.setattr(FakeEncoder, "device", device)
     config = ModelConfig("fake", "unused", warmup=False, parallel_batches=parallel_batches)
     engine = Registry([config], make_encoder=FakeEncoder).get()
     try:

@@ -21,7 +21,15 @@ BatchHook = Callable[[str, BatchStats], None]
 
 
 def parallel_batches(config: ModelConfig, encoder: Encoder) -> int:
-    """How many batches of this model run at once (EMBED_PARALLEL_BATCHES, else 2 on a CPU with 2+ cores)."""
+    """How many batches of this model run at once: EMBED_PARALLEL_BATCHES, else 2 on a CPU with 2+ cores
+    and 2 on CUDA, else 1.
+
+    On CUDA the two are a pipeline, not a split of the cores: while one batch's kernels run on the GPU,
+    the other lane tokenises the next batch and copies the last one's rows back (each lane has its own
+    CUDA stream, vectors.engine.backends.TorchRunner), so the GPU does not sit idle during the CPU work.
+    """
+    if str(getattr(encoder, "device", "cpu")).startswith("cuda"):
+        return config.parallel_batches or 2
     if not getattr(encoder, "threads_per_call_adjustable", False):
         return 1
     if config.parallel_batches:
