@@ -156,6 +156,17 @@ def submit_all(batcher: MicroBatcher, texts: list[str]) -> list[asyncio.Future]:
     return [asyncio.ensure_future(batcher.submit([t], [3])) for t in texts]
 
 
+async def both_lanes_held(lanes, log, texts: list[str], **config) -> tuple[MicroBatcher, Fake, list[asyncio.Future]]:
+    """A batcher whose two narrow calls on `texts` have both started and are held at their gates."""
+    narrow = log.fake("narrow")
+    narrow.hold(LANE0, LANE1)
+    batcher = make(lanes, log.fake("wide"), narrow, **config)
+    waiting = submit_all(batcher, texts)
+    await entered(narrow, LANE0)
+    await entered(narrow, LANE1)
+    return batcher, narrow, waiting
+
+
 # -- two batches at once ---------------------------------------------------------------------
 
 
@@ -301,12 +312,7 @@ async def test_a_finished_batch_frees_its_lane_starts_the_next_batch_and_answers
 
 
 async def test_drain_waits_for_the_batches_on_both_lanes(lanes, log):
-    narrow = log.fake("narrow")
-    narrow.hold(LANE0, LANE1)
-    batcher = make(lanes, log.fake("wide"), narrow)
-    waiting = submit_all(batcher, [f"t{i}" for i in range(20)])
-    await entered(narrow, LANE0)
-    await entered(narrow, LANE1)
+    batcher, narrow, waiting = await both_lanes_held(lanes, log, [f"t{i}" for i in range(20)])
     draining = asyncio.ensure_future(batcher.drain())
     await asyncio.sleep(0.05)
     assert not draining.done()
@@ -323,12 +329,7 @@ async def test_drain_waits_for_the_batches_on_both_lanes(lanes, log):
 
 
 async def test_close_fails_running_and_queued_waiters_and_leaves_no_task(lanes, log):
-    narrow = log.fake("narrow")
-    narrow.hold(LANE0, LANE1)
-    batcher = make(lanes, log.fake("wide"), narrow)
-    running = submit_all(batcher, [f"running {i}" for i in range(20)])
-    await entered(narrow, LANE0)
-    await entered(narrow, LANE1)
+    batcher, narrow, running = await both_lanes_held(lanes, log, [f"running {i}" for i in range(20)])
     queued = submit_all(batcher, [f"queued {i}" for i in range(5)])
     await asyncio.sleep(0.02)
     assert batcher.queued_inputs == 5
@@ -406,16 +407,12 @@ async def test_calls_that_end_in_time_on_both_lanes_never_make_the_engine_stuck(
 
 
 async def test_an_overdue_call_on_one_lane_fails_its_waiters_while_the_other_lane_answered_in_time(lanes, log):
-    narrow = log.fake("narrow")
-    narrow.hold(LANE0, LANE1)
-    batcher = make(lanes, log.fake("wide"), narrow, inference_timeout_ms=300)
-    waiting = submit_all(batcher, [f"t{i}" for i in range(20)])
-    await entered(narrow, LANE0)
-    await entered(narrow, LANE1)
+    texts = [f"t{i}" for i in range(20)]
+    batcher, narrow, waiting = await both_lanes_held(lanes, log, texts, inference_timeout_ms=300)
     narrow.release(LANE0)
     results = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 5)
     lane0 = next(c.texts for c in log.calls if c.thread == LANE0)
-    for text, result in zip([f"t{i}" for i in range(20)], results, strict=True):
+    for text, result in zip(texts, results, strict=True):
         if text in lane0:
             assert result.rows.tolist() == [expected(text)]
         else:
