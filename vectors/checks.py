@@ -8,6 +8,7 @@ from django.core import checks
 
 from . import conf
 from .engine import support
+from .serving import SERVERS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BACKENDS = support.BACKENDS
@@ -91,8 +92,9 @@ def check_embeddings(app_configs: object = None, **kwargs: object) -> list[check
             errors.append(checks.Error(f"EMBEDDINGS[{key!r}] must be > 0, got {cfg[key]}", id="vectors.E007"))
     if cfg["MAX_WAIT_MS"] < 0:
         errors.append(checks.Error("EMBEDDINGS['MAX_WAIT_MS'] must be >= 0", id="vectors.E007"))
-    if cfg.get("SERVER", "daphne") not in ("daphne", "uvicorn"):
-        errors.append(checks.Error(f"EMBED_SERVER={cfg['SERVER']!r}: expected daphne or uvicorn", id="vectors.E007"))
+    if cfg.get("SERVER", "daphne") not in SERVERS:
+        expected = " or ".join(SERVERS)
+        errors.append(checks.Error(f"EMBED_SERVER={cfg['SERVER']!r}: expected {expected}", id="vectors.E007"))
     for key in ("PARALLEL_BATCHES", "SPLIT_MIN_INPUTS", "TORCH_THREADS"):
         if cfg.get(key) is not None and cfg[key] < 0:
             errors.append(

@@ -130,7 +130,9 @@ def test_an_onnx_model_on_the_cpu_batches_up_to_128_texts_unless_told_otherwise(
     monkeypatch.setattr(project_settings, "env", {})
     onnx = project_settings.with_batch_defaults(project_settings.extra_model_entry("o;backend=onnx;dtype=int8", "/m"))
     torch = project_settings.with_batch_defaults(project_settings.extra_model_entry("t;device=cpu", "/m"))
-    own = project_settings.with_batch_defaults(project_settings.extra_model_entry("o;backend=onnx;max_batch_size=32", "/m"))
+    own = project_settings.with_batch_defaults(
+        project_settings.extra_model_entry("o;backend=onnx;max_batch_size=32", "/m")
+    )
     assert onnx["MAX_BATCH_SIZE"] == project_settings.ONNX_MAX_BATCH_SIZE == 128
     assert "MAX_BATCH_SIZE" not in torch  # the global default (64)
     assert own["MAX_BATCH_SIZE"] == 32

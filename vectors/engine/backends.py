@@ -76,6 +76,7 @@ class TorchRunner:
 
         import torch
 
+        from ..quality.metrics import unit_rows
         from .export import pipeline_module
 
         sample = self.model.preprocess(TRACE_CHECK[:2])  # type: ignore[attr-defined]
@@ -88,11 +89,12 @@ class TorchRunner:
                 traced = torch.jit.freeze(torch.jit.trace(module, tuple(sample[n] for n in names), check_trace=False))
             for texts in (TRACE_CHECK, TRACE_CHECK[:1]):
                 got, want = self._run_traced(traced, names, texts), self._run_eager(texts)
-                cosine = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+                cosine = (unit_rows(got) * unit_rows(want)).sum(axis=1)
                 if not np.isfinite(got).all() or cosine.min() < 0.9999:
                     raise ValueError(f"its rows differ from the eager model's (lowest cosine {cosine.min():.6f})")
         except Exception as exc:  # tracing raises many types; any of them means: run eagerly
-            logger.warning("the model does not run as a TorchScript trace (%s: %s); it runs eagerly", type(exc).__name__, exc)
+            name = type(exc).__name__
+            logger.warning("the model does not run as a TorchScript trace (%s: %s); it runs eagerly", name, exc)
             return None
         self.names = names
         return traced

@@ -34,7 +34,14 @@ TOLERANCES = {
 
 # Everything this build can run on a CPU, for `embedquality --all`. torch fp32 is there too: it runs as a
 # TorchScript trace, not the eager sentence-transformers model that is the reference.
-CPU_COMBINATIONS = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "bf16"))
+CPU_COMBINATIONS = (
+    ("torch", "fp32"),
+    ("torch", "bf16"),
+    ("onnx", "fp32"),
+    ("onnx", "int8"),
+    ("openvino", "fp32"),
+    ("openvino", "bf16"),
+)
 
 
 @dataclass(frozen=True)
