@@ -37,11 +37,11 @@ POLL_S = 0.2
 class _Worker:
     """One slot of the pool: its current process, and whether that process has listened yet."""
 
-    def __init__(self, index: int, process: subprocess.Popen) -> None:
+    def __init__(self, index: int) -> None:
         self.index = index
-        self.process = process
-        self.ready = threading.Event()
-        self.relay: threading.Thread | None = None
+        self.process: subprocess.Popen
+        self.ready: threading.Event
+        self.relay: threading.Thread
 
 
 def run_workers(opts: ServeOptions, workers: int, manage_py: Path, out: IO[str]) -> int:
@@ -58,7 +58,6 @@ def run_workers(opts: ServeOptions, workers: int, manage_py: Path, out: IO[str])
     command += ["--access-log"] if opts.access_log else []
     command += ["--no-warm"] if not opts.warm else []
     lock = threading.Lock()
-    relays: list[threading.Thread] = []
 
     def say(line: str) -> None:
         with lock:
@@ -72,23 +71,21 @@ def run_workers(opts: ServeOptions, workers: int, manage_py: Path, out: IO[str])
                 continue
             say(f"[worker {worker.index}] {line}")
 
-    def launch(worker: _Worker | None, index: int) -> _Worker:
-        process = subprocess.Popen(
+    def launch(worker: _Worker) -> None:
+        """Start a process in `worker`'s slot (its first, or one replacing the dead one)."""
+        process = worker.process = subprocess.Popen(
             command, env=env, pass_fds=(listener.fileno(),), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        if worker is None:
-            worker = _Worker(index, process)
-        else:
-            worker.process, worker.ready = process, threading.Event()
-        thread = worker.relay = threading.Thread(target=relay, args=(worker, process), daemon=True)
-        thread.start()
-        relays.append(thread)
+        worker.ready = threading.Event()
+        worker.relay = threading.Thread(target=relay, args=(worker, process), daemon=True)
+        worker.relay.start()
         if stopping.is_set():  # a signal came while it was being started: it stops with the others
             process.send_signal(signal.SIGTERM)
-        return worker
 
     stopping = threading.Event()
-    pool = [launch(None, index) for index in range(workers)]
+    pool = [_Worker(index) for index in range(workers)]
+    for worker in pool:
+        launch(worker)
 
     def forward(signum: int, frame: object) -> None:
         stopping.set()
@@ -117,8 +114,7 @@ def run_workers(opts: ServeOptions, workers: int, manage_py: Path, out: IO[str])
                 code = worker.process.poll()
                 if code is None:
                     continue
-                if worker.relay is not None:
-                    worker.relay.join(5)  # its last lines (a "listening on" among them) are read
+                worker.relay.join(5)  # its last lines (a "listening on" among them) are read
                 now = time.monotonic()
                 while restarts and now - restarts[0] > RESTART_WINDOW_S:
                     restarts.popleft()
@@ -130,7 +126,7 @@ def run_workers(opts: ServeOptions, workers: int, manage_py: Path, out: IO[str])
                     _forget_metrics_of(worker.process.pid, metrics_dir)
                     restarts.append(now)
                     say(f"[worker {worker.index}] exited with code {code}; starting a new one\n")
-                    launch(worker, worker.index)
+                    launch(worker)
                     continue
                 say(f"[worker {worker.index}] exited with code {code} {reason}; stopping the others\n")
                 failure = code if code > 0 else 1  # killed by a signal: -N
@@ -138,8 +134,8 @@ def run_workers(opts: ServeOptions, workers: int, manage_py: Path, out: IO[str])
                 break
         time.sleep(POLL_S)
     codes = [worker.process.wait() for worker in pool]
-    for thread in relays:
-        thread.join(5)
+    for worker in pool:  # a replaced process's relay was joined when it died
+        worker.relay.join(5)
     listener.close()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         shutil.rmtree(metrics_dir, ignore_errors=True)
