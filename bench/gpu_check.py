@@ -84,19 +84,11 @@ def correctness(model: str, device: str, dtypes: list[str]) -> dict:
 def offline_limit(model: str, device: str, dtype: str, sizes: list[int], seconds: float) -> dict[str, float]:
     from vectors.engine.config import ModelConfig
     from vectors.engine.encoder import Encoder
+    from vectors.loadtest.limit import measure
 
     texts = (ROOT / "bench" / "corpora" / "default.txt").read_text(encoding="utf-8").splitlines()
     encoder = Encoder(ModelConfig("limit", model, device=device, dtype=dtype))
-    rates = {}
-    for size in sizes:
-        encoder.encode(texts[:size])  # warm this shape
-        done, position, started = 0, 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            batch = [texts[(position + i) % len(texts)] for i in range(size)]
-            encoder.encode(batch)
-            done, position = done + size, position + size
-        rates[str(size)] = done / (time.perf_counter() - started)
-    return rates
+    return {str(size): rate for size, rate in measure(encoder.encode, texts, sizes, seconds).items()}
 
 
 def served(model: str, device: str, dtype: str, concurrencies: list[int], seconds: float, work: Path) -> dict:
