@@ -1,28 +1,54 @@
-"""int8 for the onnx backend: weights per column, activations per row, built from standard ONNX ops.
+"""int8 for the onnx backend: weights per column, activations per row, zero points inside the integer GEMM.
 
 ONNX Runtime's `quantize_dynamic` gives each activation tensor ONE scale for the whole batch, so a
 single outlier token (BERT's [CLS]/[SEP] rows carry huge values) coarsens every other row, and a
 text's vector depends on what else shared its batch. Measured on the quality corpus against torch
 fp32 (all-MiniLM-L6-v2): every op 0.957 mean cosine; MatMul-only per-channel 0.989 and top-5
-neighbour agreement 0.89. Here each row gets its own asymmetric 8-bit range (min..max), weights get
-a symmetric 7-bit range per output column: 0.996 mean cosine, top-5 agreement 0.96, and a row's
-result no longer depends on its neighbours in the batch.
+neighbour agreement 0.89. Here each row gets its own asymmetric 8-bit range (scale and zero point),
+weights get a symmetric 7-bit range per output column: 0.996 mean cosine, worst 0.990, top-5
+agreement 0.96, and a row's result does not depend on its neighbours in the batch.
 
 Why 7-bit weights: without AVX-512 VNNI the u8 x s8 kernels add pairs of products in saturating
 16-bit lanes (255 x 127 x 2 overflows); 255 x 63 x 2 does not, so the integer result is exact.
 
-For every MatMul whose right side is a constant 2-D weight W (K x N), with x the input rows:
-    lo, hi = min(x), max(x) per row;  s = (hi - lo) / 255;  q = round((x - lo) / s)  (uint8)
-    y = s * w_scale * MatMulInteger(q, Wq) + lo * colsum(Wq * w_scale)
+For every MatMul whose right side is a constant 2-D weight W (K x N), with x the input rows (M x K):
+    lo, hi = min(x, 0), max(x, 0) per row;  s = (hi - lo) / 255;  z = round(-lo / s)  (uint8)
+    q = QuantizeLinear(x, s, z)  (per row: axis 0 of x as M x K), so x ~= s * (q - z)
+    y = s * w_scale * ((q - z) @ Wq)
+ONNX Runtime's integer GEMM takes one zero point per tensor, not per row. So the zero point rides in
+the GEMM itself: A gets c extra columns that all hold the row's z, Wq gets c extra rows whose column
+sums are -colsum(Wq) (each entry within the 7-bit range), and [q | z..z] @ [Wq ; R] = (q - z) @ Wq
+exactly. MatMulIntegerToFloat (ONNX Runtime's com.microsoft domain) applies w_scale as the GEMM
+writes its float result, and one Mul applies s. Against spelling the same arithmetic out in ~15
+elementwise ops per MatMul (the first recipe), this runs the packaged model 1.3-1.4x faster.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-RECIPE = "rowwise-a8-w7-v1"
+RECIPE = "rowwise-a8-w7-zpgemm-v2"
 WEIGHT_BITS = 7
+WEIGHT_MAX = 2 ** (WEIGHT_BITS - 1) - 1
 ACTIVATION_LEVELS = 255.0
+
+
+def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (Wq augmented with the zero-point rows, per-column scale) for a float K x N weight.
+
+    The result has K + c rows: Wq (round(W / scale), within +-WEIGHT_MAX), then c rows whose sum per
+    column is -colsum(Wq), each entry within +-WEIGHT_MAX as well; c is as small as that allows.
+    """
+    scale = np.abs(w).max(axis=0) / WEIGHT_MAX
+    scale[scale == 0] = 1.0
+    w_q = np.clip(np.round(w / scale), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int32)
+    remaining = -w_q.sum(axis=0)
+    count = max(1, int(np.ceil(np.abs(remaining).max() / WEIGHT_MAX)))
+    rows = np.empty((count, w.shape[1]), dtype=np.int32)
+    for index in range(count):
+        rows[index] = np.trunc(remaining / (count - index))  # spread evenly: |entry| <= WEIGHT_MAX
+        remaining = remaining - rows[index]
+    return np.concatenate([w_q, rows]).astype(np.int8), scale.astype(np.float32)
 
 
 def quantize_model(model: object) -> int:
@@ -34,53 +60,77 @@ def quantize_model(model: object) -> int:
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     weights = {init.name: init for init in graph.initializer}
-    shared = [
+    added = [
         helper.make_tensor("q8_levels", TensorProto.FLOAT, [], [ACTIVATION_LEVELS]),
         helper.make_tensor("q8_eps", TensorProto.FLOAT, [], [1e-8]),
+        helper.make_tensor("q8_zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("q8_one", TensorProto.FLOAT, [], [1.0]),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "q8_first"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "q8_last"),
     ]
-    nodes, added, rewritten = [], list(shared), 0
-    if opset >= 18:
-        added.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "q8_last_axis"))
 
-    def reduce(op: str, source: str, out: str) -> object:
+    def reduce(op: str, source: str, out: str) -> object:  # over each row of an M x K tensor
         if opset >= 18:
-            return helper.make_node(op, [source, "q8_last_axis"], [out], keepdims=1)
-        return helper.make_node(op, [source], [out], keepdims=1, axes=[-1])
+            return helper.make_node(op, [source, "q8_last"], [out], keepdims=0)
+        return helper.make_node(op, [source], [out], keepdims=0, axes=[1])
 
+    nodes: list = []
+    rows_of: dict[str, str] = {}  # input name -> prefix of its quantised rows (Q, K and V share theirs)
+    augmented: set[str] = set()
+    rewritten = 0
     for node in graph.node:
         weight = weights.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
         if weight is None or len(weight.dims) != 2 or weight.data_type != TensorProto.FLOAT:
             nodes.append(node)
             continue
-        w = numpy_helper.to_array(weight).astype(np.float32)
-        qmax = 2 ** (WEIGHT_BITS - 1) - 1
-        w_scale = np.abs(w).max(axis=0) / qmax
-        w_scale[w_scale == 0] = 1.0
-        w_q = np.clip(np.round(w / w_scale), -qmax, qmax).astype(np.int8)
-        colsum = (w_q.astype(np.float32) * w_scale).sum(axis=0).astype(np.float32)
+        w_q, w_scale = quantize_weight(numpy_helper.to_array(weight).astype(np.float32))
+        k, n = weight.dims
         p = f"q8_{rewritten}"
+        x, y = node.input[0], node.output[0]
         added += [
             numpy_helper.from_array(w_q, f"{p}_wq"),
-            numpy_helper.from_array(w_scale.astype(np.float32), f"{p}_ws"),
-            numpy_helper.from_array(colsum, f"{p}_colsum"),
+            numpy_helper.from_array(w_scale, f"{p}_ws"),
+            numpy_helper.from_array(np.array([-1, k], dtype=np.int64), f"{p}_rows"),
+            numpy_helper.from_array(np.array([n], dtype=np.int64), f"{p}_n"),
         ]
-        x, y = node.input[0], node.output[0]
+        if x not in rows_of:
+            r = rows_of[x] = p
+            nodes += [
+                helper.make_node("Reshape", [x, f"{p}_rows"], [f"{r}_x"]),  # M x K
+                reduce("ReduceMax", f"{r}_x", f"{r}_max"),
+                reduce("ReduceMin", f"{r}_x", f"{r}_min"),
+                helper.make_node("Max", [f"{r}_max", "q8_zero"], [f"{r}_hi"]),  # 0 stays exact
+                helper.make_node("Min", [f"{r}_min", "q8_zero"], [f"{r}_lo"]),
+                helper.make_node("Sub", [f"{r}_hi", f"{r}_lo"], [f"{r}_range"]),
+                helper.make_node("Max", [f"{r}_range", "q8_eps"], [f"{r}_range2"]),
+                helper.make_node("Div", [f"{r}_range2", "q8_levels"], [f"{r}_s"]),
+                helper.make_node("Div", [f"{r}_lo", f"{r}_s"], [f"{r}_lo_levels"]),
+                helper.make_node("Neg", [f"{r}_lo_levels"], [f"{r}_zf"]),
+                helper.make_node("Round", [f"{r}_zf"], [f"{r}_zr"]),
+                helper.make_node("Cast", [f"{r}_zr"], [f"{r}_z"], to=TensorProto.UINT8),
+                helper.make_node("QuantizeLinear", [f"{r}_x", f"{r}_s", f"{r}_z"], [f"{r}_q"], axis=0),
+                helper.make_node("Unsqueeze", [f"{r}_z", "q8_last"], [f"{r}_z_col"]),
+                helper.make_node("Unsqueeze", [f"{r}_s", "q8_last"], [f"{r}_s_col"]),
+                helper.make_node("Shape", [x], [f"{r}_in_shape"]),
+                helper.make_node("Slice", [f"{r}_in_shape", "q8_first", "q8_last"], [f"{r}_lead"]),
+            ]
+        r = rows_of[x]
+        extra = w_q.shape[0] - k
+        a = f"{r}_a{extra}"  # [q | z..z]: one per count of zero-point columns
+        if a not in augmented:
+            augmented.add(a)
+            nodes.append(helper.make_node("Concat", [f"{r}_q"] + [f"{r}_z_col"] * extra, [a], axis=1))
         nodes += [
-            reduce("ReduceMax", x, f"{p}_hi"),
-            reduce("ReduceMin", x, f"{p}_lo"),
-            helper.make_node("Sub", [f"{p}_hi", f"{p}_lo"], [f"{p}_range"]),
-            helper.make_node("Max", [f"{p}_range", "q8_eps"], [f"{p}_range2"]),
-            helper.make_node("Div", [f"{p}_range2", "q8_levels"], [f"{p}_xs"]),
-            helper.make_node("Sub", [x, f"{p}_lo"], [f"{p}_shifted"]),
-            helper.make_node("Div", [f"{p}_shifted", f"{p}_xs"], [f"{p}_scaled"]),
-            helper.make_node("Round", [f"{p}_scaled"], [f"{p}_rounded"]),
-            helper.make_node("Cast", [f"{p}_rounded"], [f"{p}_xq"], to=TensorProto.UINT8),
-            helper.make_node("MatMulInteger", [f"{p}_xq", f"{p}_wq"], [f"{p}_acc"], name=f"{node.name}_int8"),
-            helper.make_node("Cast", [f"{p}_acc"], [f"{p}_accf"], to=TensorProto.FLOAT),
-            helper.make_node("Mul", [f"{p}_accf", f"{p}_ws"], [f"{p}_y1"]),
-            helper.make_node("Mul", [f"{p}_y1", f"{p}_xs"], [f"{p}_y2"]),
-            helper.make_node("Mul", [f"{p}_lo", f"{p}_colsum"], [f"{p}_offset"]),
-            helper.make_node("Add", [f"{p}_y2", f"{p}_offset"], [y]),
+            helper.make_node(
+                "MatMulIntegerToFloat",
+                [a, f"{p}_wq", "q8_one", f"{p}_ws"],
+                [f"{p}_y1"],
+                domain="com.microsoft",
+                name=f"{node.name}_int8",
+            ),
+            helper.make_node("Mul", [f"{p}_y1", f"{r}_s_col"], [f"{p}_y2"]),
+            helper.make_node("Concat", [f"{r}_lead", f"{p}_n"], [f"{p}_out_shape"], axis=0),
+            helper.make_node("Reshape", [f"{p}_y2", f"{p}_out_shape"], [y]),
         ]
         rewritten += 1
     used = {name for node in nodes for name in node.input}
@@ -89,4 +139,6 @@ def quantize_model(model: object) -> int:
     graph.initializer.extend(kept + [init for init in added if init.name in used])
     del graph.node[:]
     graph.node.extend(nodes)
+    if rewritten and not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return rewritten
