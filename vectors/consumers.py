@@ -7,7 +7,6 @@ import base64
 import importlib
 import inspect
 import logging
-import uuid
 from types import ModuleType
 
 import numpy as np
@@ -267,7 +266,7 @@ class EmbedConsumer(AsyncJsonWebsocketConsumer):
             model=metric_model(model),
             error_code=error_code,
             caller=self.identity or str(client[0] or ""),
-            request_id=uuid.uuid4().hex,
+            request_id=accounting.new_request_id(),
             inputs=inputs,
         )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.parse
-import uuid
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -91,7 +90,7 @@ class FastEmbeddingApp:
     async def handle(self, route: tuple, scope: dict, receive: Receive, send: Send) -> None:
         endpoint, handler, takes_body = route
         stopwatch = core.Stopwatch()
-        request_id = header(scope, b"x-request-id") or uuid.uuid4().hex
+        request_id = header(scope, b"x-request-id") or accounting.new_request_id()
         outcome: core.EmbedOutcome | None = None
         caller = (scope.get("client") or ("",))[0] or ""
         watcher: asyncio.Task | None = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from importlib.metadata import version
 
 from adrf.views import APIView
@@ -37,7 +36,7 @@ class EmbeddingView(APIView):
     def initial(self, request: Request, *args: object, **kwargs: object) -> None:
         super().initial(request, *args, **kwargs)
         self.stopwatch = core.Stopwatch()
-        self.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        self.request_id = request.headers.get("X-Request-ID") or accounting.new_request_id()
         limit = conf.limits().max_body_bytes
         PayloadTooLarge.refuse_declared(request.META.get("CONTENT_LENGTH"), limit)
         if request.method == "POST":
