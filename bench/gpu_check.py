@@ -5,10 +5,12 @@ the check builds the same architecture from its config with a fixed seed there, 
 rows against the CPU rows of that same model. (Random weights make all texts' vectors much alike, so the
 cosines say less than they would with the trained weights; the top-5 agreement still tells rows apart.)
 
-    # here: the model's files without its weights, into a folder .git/info/exclude ignores
-    .venv/bin/python bench/gpu_check.py skeleton .gpu/model
-    # there (carry .gpu, and the Django stack's wheels as the device README says):
-    python3 bench/gpu_check.py run --model .gpu/model --out "$OUT"
+    # here: the model's files without its weights, and the wheels the device image lacks (.gpu/ is git-ignored)
+    .venv/bin/python bench/gpu_check.py skeleton .gpu/model && bash bench/gpu_wheels.sh
+    # there (carry .gpu):
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        .gpu/wheels/*.whl && export PYTHONPATH=/tmp/site &&
+        python3 bench/gpu_check.py run --model .gpu/model --out "$OUT"
 
 `run` writes gpu.json (and prints it):
 1. correctness: the service's Encoder on the device in fp16 (and fp32) against torch fp32 on the CPU, on
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +144,10 @@ def run(args: argparse.Namespace) -> None:
     result: dict = {
         "device": args.device,
         "card": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu (dry run)",
-        "versions": {"torch": torch.__version__, "python": sys.version.split()[0]},
+        "versions": {
+            "python": sys.version.split()[0],
+            **{name: version(name) for name in ("torch", "sentence-transformers", "transformers", "Django", "daphne")},
+        },
         "correctness_vs_cpu_fp32": correctness(str(model), args.device, [args.dtype, "fp32"]),
     }
     limit = offline_limit(str(model), args.device, args.dtype, args.batch_sizes, args.seconds)
