@@ -8,8 +8,10 @@ On a machine shared with others the speed of everything drifts by 2-3x within mi
 here is measured one configuration after another. `all` loads every configuration in this process
 (for the offline limit) AND starts one `manage.py serve --port 0` per configuration (EMBED_BACKEND /
 EMBED_DTYPE), then runs rounds: in each round, for each configuration, the offline limit (the best of
-batches of 128 or 32 one at a time and batches of 32 two at once, from bench/corpora/default.txt) and
-right after it wrk at 100 connections against that server
+batches of 128 or 32 one at a time and batches of 32 two at once, each over --batches x 128 texts of
+bench/corpora/default.txt after an untimed first call; with 256 texts, the old default, the fixed costs
+of a short run understated the fast models' limits by 5-10 %) and right after it wrk at 100 connections
+against that server
 (bench/wrk/get_vector.lua: one sentence per GET, the corpus walked round). Idle servers cost nothing.
 Ratios are taken within a round and then the median over rounds is quoted. Memory is each server's
 peak RSS (VmHWM) at the end. `cpu` runs each model call on one thread and divides by the process's
@@ -92,6 +94,7 @@ class OfflineLimit:
     def _one_at_a_time(self, encoder: object, size: int) -> float:
         count = self.batches * BATCH
         chunk = self._next(count)
+        encoder.encode(chunk[:size])  # type: ignore[attr-defined]  # untimed: the first call at a size warms up
         started = self.clock()
         for i in range(0, count, size):
             encoder.encode(chunk[i : i + size])  # type: ignore[attr-defined]
@@ -102,8 +105,9 @@ class OfflineLimit:
 
         count = self.batches * BATCH
         halves = [self._next(count // 2), self._next(count // 2)]
-        threads = max(1, encoder.threads // 2)  # type: ignore[attr-defined]
-        return side_by_side(functools.partial(encoder.encode, threads=threads), halves, size, self.clock)  # type: ignore[attr-defined]
+        encode = functools.partial(encoder.encode, threads=max(1, encoder.threads // 2))  # type: ignore[attr-defined]
+        side_by_side(encode, [half[:size] for half in halves], size)  # untimed warm-up, as above
+        return side_by_side(encode, halves, size, self.clock)
 
     def measure(self, encoder: object) -> float:
         best = self._one_at_a_time(encoder, BATCH)
@@ -232,7 +236,9 @@ def main() -> None:
     parser.add_argument("what", choices=["all", "offline", "cpu"])
     parser.add_argument("configs", nargs="*", help=f"any of {list(CONFIGS)} (default: all but torch-bf16)")
     parser.add_argument("--reps", type=int, default=5, help="rounds")
-    parser.add_argument("--batches", type=int, default=2, help="batches of 128 per configuration and round")
+    parser.add_argument(
+        "--batches", type=int, default=8, help="texts per way of running the limit, in 128s (2 understates fast models)"
+    )
     parser.add_argument("--duration", type=int, default=10, help="wrk seconds per configuration and round")
     parser.add_argument("--connections", type=int, default=100)
     args = parser.parse_args()
