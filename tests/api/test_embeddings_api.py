@@ -136,3 +136,40 @@ async def test_openapi_schema_and_swagger_ui_are_served_locally(client):
     assert docs.status_code == 200
     html = docs.content.decode()
     assert "swagger-ui" in html and "cdn" not in html.lower()
+
+
+async def test_usage_counts_what_the_model_saw_without_tokenising_on_the_event_loop(client, reference, monkeypatch):
+    from vectors import conf
+
+    engine = conf.get_registry().get()
+    encoder, batching = engine.encoder, engine.config.batcher
+    assert encoder.counts_in_call  # the traced torch model counts inside its call
+    loop_counts = []
+    real = encoder.token_counts
+    monkeypatch.setattr(encoder, "token_counts", lambda texts: loop_counts.append(list(texts)) or real(texts))
+    long_text = "word " * 400  # 402 tokens, cut to the model's 256
+    texts = [*TEXTS, long_text]
+    body = (await post(client, "/v1/embeddings", {"input": texts})).json()
+    exact = [min(len(ids), 256) for ids in reference.tokenizer(texts)["input_ids"]]
+    assert exact[-1] == 256
+    assert body["usage"]["prompt_tokens"] == sum(exact)
+    # 256 tokens x a full batch may pass the token budget only where the batch is big enough: then the
+    # texts are counted exactly first, to schedule by; else their length serves.
+    assert loop_counts == ([texts] if 256 * batching.max_batch_size > batching.max_batch_tokens else [])
+    loop_counts.clear()
+    body = (await post(client, "/v1/embeddings", {"input": TEXTS})).json()
+    assert body["usage"]["prompt_tokens"] == sum(len(ids) for ids in reference.tokenizer(TEXTS)["input_ids"])
+    assert loop_counts == []  # short texts: scheduled by length, counted by the model call
+    response = await post(client, "/embed", {"inputs": TEXTS})  # TEI: truncate=false must refuse before queueing
+    assert response.status_code == 200 and loop_counts == [TEXTS]
+
+
+def test_scheduling_estimates_are_lengths_unless_the_token_budget_could_bind():
+    from vectors.api.core import _scheduling_estimates
+    from vectors.engine.config import BatcherConfig
+
+    roomy = BatcherConfig(max_batch_size=64, max_batch_tokens=16384)
+    assert _scheduling_estimates(["abc", "x" * 1000], 256, roomy) == [5, 256]
+    tight = BatcherConfig(max_batch_size=128, max_batch_tokens=16384)  # 128 tokens a text at most
+    assert _scheduling_estimates(["abc", "x" * 126], 256, tight) == [5, 128]
+    assert _scheduling_estimates(["abc", "x" * 127], 256, tight) is None  # count exactly

@@ -20,12 +20,12 @@ class PoisonedEncoder(Encoder):
     poison = "POISON PILL"
     gate: threading.Event | None = None
 
-    def encode(self, texts, threads=None):
+    def encode_counted(self, texts, threads=None):
         if self.gate is not None:
             self.gate.wait(10)
         if self.poison in texts:
             raise RuntimeError("model exploded")
-        return super().encode(texts, threads)
+        return super().encode_counted(texts, threads)
 
 
 def registry_with(batcher: BatcherConfig) -> Registry:

@@ -81,11 +81,11 @@ class GatedEncoder(Encoder):
     entered = threading.Event()
     gate = threading.Event()
 
-    def encode(self, texts, threads=None):
+    def encode_counted(self, texts, threads=None):
         if "HOLD" in texts:
             GatedEncoder.entered.set()
             GatedEncoder.gate.wait(10)
-        return super().encode(texts, threads)
+        return super().encode_counted(texts, threads)
 
 
 def gated_registry() -> Registry:

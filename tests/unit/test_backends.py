@@ -236,3 +236,23 @@ def test_bf16_keeps_linear_weights_in_bf16_and_gives_the_rows_of_autocast_over_f
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         want = plain.encode(texts, convert_to_tensor=True, normalize_embeddings=False, batch_size=16).float().numpy()
     np.testing.assert_allclose(runner(texts), want, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("backend", "dtype", "jit"),
+    [("onnx", "int8", True), ("openvino", "fp32", True), ("torch", "fp32", True), ("torch", "fp32", False)],
+)
+def test_the_model_call_counts_each_texts_tokens_as_the_model_saw_them(
+    backend, dtype, jit, model_path, cache_dir, reference
+):
+    options = {"backend": backend, "dtype": dtype, "cache_dir": cache_dir, "torch_jit": jit}
+    encoder = Encoder(ModelConfig("c", model_path, device="cpu", **options))
+    texts = [*TEXTS[:40], "word " * 400]  # the last is cut to the model's 256
+    rows, counts = encoder.encode_counted(texts)
+    assert rows.shape == (len(texts), 384)
+    if backend == "torch" and not jit:
+        assert counts is None and not encoder.counts_in_call  # eager encode does not tell
+        return
+    assert encoder.counts_in_call
+    assert counts.tolist() == [min(n, 256) for n in encoder.token_counts(texts)]
+    assert counts[-1] == 256 and counts.tolist()[:3] == [len(i) for i in reference.tokenizer(texts[:3])["input_ids"]]

@@ -203,3 +203,20 @@ async def test_a_dead_batcher_task_fails_its_waiters_instead_of_hanging(executor
     batcher._take = broken_take  # type: ignore[method-assign]
     with pytest.raises(EncodeFailed):
         await asyncio.wait_for(batcher.submit(["x"], [2]), 5)
+
+
+async def test_token_counts_from_the_model_call_come_back_in_each_requests_order(executor):
+    def counting(texts):  # the model call's own count of each text: here 100 + its length
+        rows = np.array([expected(t) for t in texts], dtype=np.float32)
+        return rows, np.array([100 + len(t) for t in texts])
+
+    batcher = make(executor, counting, max_batch_size=4)
+    requests = [["ccc", "a", "bbbbb"], ["dd", "e" * 9, "f", "gggg", "hh"]]  # sorted and split across batches
+    results = await asyncio.gather(*(batcher.submit(texts, [len(t) for t in texts]) for texts in requests))
+    for texts, result in zip(requests, results, strict=True):
+        assert result.rows.tolist() == [expected(t) for t in texts]
+        assert result.tokens.tolist() == [100 + len(t) for t in texts]
+    alone = await batcher.submit(["x"], [1])
+    assert alone.tokens.tolist() == [101]
+    plain = await make(executor, FakeEncoder()).submit(["x"], [1])
+    assert plain.tokens is None  # a call that returns rows alone: the submitted counts stand

@@ -38,16 +38,16 @@ def recorded(registry):
     encoder = registry.get().encoder
     calls: list[tuple[str, int | None, int]] = []
     lock = threading.Lock()
-    real = encoder.encode
+    real = encoder.encode_counted
 
-    def encode(texts, threads=None):
+    def encode_counted(texts, threads=None):
         with lock:
             calls.append((threading.current_thread().name, threads, len(texts)))
         return real(texts, threads)
 
-    encoder.encode = encode
+    encoder.encode_counted = encode_counted
     yield calls
-    del encoder.encode
+    del encoder.encode_counted
 
 
 def corpus_lines() -> list[str]:
@@ -178,19 +178,19 @@ async def test_one_lane_engine_runs_every_batch_in_its_one_thread(registry):
     engine = registry.get("one-lane")
     encoder = engine.encoder
     seen = set()
-    real = encoder.encode
+    real = encoder.encode_counted
 
-    def encode(texts, threads=None):
+    def encode_counted(texts, threads=None):
         seen.add(threading.current_thread().name)
         return real(texts)
 
-    encoder.encode = encode
+    encoder.encode_counted = encode_counted
     try:
         texts = [f"one lane text {i}" for i in range(20)]
         batcher = engine.batcher()
         await asyncio.wait_for(asyncio.gather(*(batcher.submit([t], encoder.token_counts([t])) for t in texts)), 60)
     finally:
-        del encoder.encode
+        del encoder.encode_counted
     assert seen == {"encode-one-lane_0"}
 
 

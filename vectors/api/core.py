@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import conf
+from ..engine.config import BatcherConfig
 from ..engine.registry import Engine
 from .errors import InputTooLong, InvalidRequest
 from .serializers import Inputs
@@ -62,22 +64,45 @@ async def embed(job: EmbedJob) -> EmbedOutcome:
     texts = job.inputs.texts
     if texts is None:
         texts = _decode_tokens(job.inputs.token_arrays or [], encoder, job.param)
-    counts = encoder.token_counts(texts)
+    batcher = engine.batcher()
     limit = encoder.max_seq_length
-    if not job.truncate:
-        for index, count in enumerate(counts):
-            if count > limit:
-                raise InputTooLong(
-                    f"{job.param}[{index}] has {count} tokens; {engine.name} takes at most {limit} "
-                    "(send truncate=true to cut it)",
-                    param=job.param,
-                )
-    used = [min(count, limit) for count in counts]
-    result = await engine.batcher().submit(texts, used)
+    estimated = _scheduling_estimates(texts, limit, batcher.config) if job.truncate and encoder.counts_in_call else None
+    used = estimated
+    if used is None:
+        counts = encoder.token_counts(texts)
+        if not job.truncate:
+            for index, count in enumerate(counts):
+                if count > limit:
+                    raise InputTooLong(
+                        f"{job.param}[{index}] has {count} tokens; {engine.name} takes at most {limit} "
+                        "(send truncate=true to cut it)",
+                        param=job.param,
+                    )
+        used = [min(count, limit) for count in counts]
+    result = await batcher.submit(texts, used)
+    if result.tokens is not None:
+        tokens = int(result.tokens.sum())
+    elif estimated is not None:  # the call did not count after all: count here, exactly
+        tokens = sum(min(count, limit) for count in encoder.token_counts(texts))
+    else:
+        tokens = sum(used)
     vectors = shape(result.rows, encoder.normalizes if job.normalize is None else job.normalize, job.dimensions)
-    return EmbedOutcome(
-        vectors, engine.name, sum(used), result.queue_ms, result.inference_ms, result.batch_size, texts[0]
-    )
+    return EmbedOutcome(vectors, engine.name, tokens, result.queue_ms, result.inference_ms, result.batch_size, texts[0])
+
+
+def _scheduling_estimates(texts: Sequence[str], limit: int, config: BatcherConfig) -> list[int] | None:
+    """Token counts for the batcher to schedule by, without tokenising on the event loop; None: count.
+
+    Where the model call counts each text's tokens itself (the exported backends, the traced torch
+    model) and the request truncates, the exact counts come back with the rows, and the batcher only
+    needs lengths to order a batch by and to keep it within `max_batch_tokens`: a text's characters
+    plus its two special tokens serve (a word piece spans at least one character). Texts long enough
+    for the token budget to matter are counted exactly, as before.
+    """
+    estimates = [min(len(text) + 2, limit) for text in texts]
+    if max(estimates) * config.max_batch_size > config.max_batch_tokens:
+        return None
+    return estimates
 
 
 def _decode_tokens(arrays: list[list[int]], encoder: object, param: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The model call itself, one class per backend: texts in, un-normalised float32 rows out."""
+"""The model call itself, one class per backend: texts in, un-normalised float32 rows (and token counts) out."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ import numpy as np
 from .errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
+
+# A call's rows, and each text's token count as the model saw it (after truncation) where the call
+# tokenised the texts itself; None where it cannot tell (eager sentence-transformers encode).
+Counted = tuple[np.ndarray, np.ndarray | None]
 
 
 # What a traced model is checked on against its eager self at load: a padded batch (the trace is made
@@ -56,6 +60,8 @@ class TorchRunner:
             self._store_linear_weights_in_bf16()
         self.names: list[str] = []
         self.traced = self._trace() if jit and self.device_type == "cpu" else None
+        # The traced call tokenises here, so it can tell each text's token count (its attention mask).
+        self.counts_tokens = self.traced is not None and "attention_mask" in self.model.preprocess(["a"])  # type: ignore[attr-defined]
 
     def _store_linear_weights_in_bf16(self) -> None:
         import torch
@@ -88,7 +94,7 @@ class TorchRunner:
                 module = pipeline_module(self.model, names).eval()
                 traced = torch.jit.freeze(torch.jit.trace(module, tuple(sample[n] for n in names), check_trace=False))
             for texts in (TRACE_CHECK, TRACE_CHECK[:1]):
-                got, want = self._run_traced(traced, names, texts), self._run_eager(texts)
+                got, want = self._run_traced(traced, names, texts)[0], self._run_eager(texts)
                 cosine = (unit_rows(got) * unit_rows(want)).sum(axis=1)
                 if not np.isfinite(got).all() or cosine.min() < 0.9999:
                     raise ValueError(f"its rows differ from the eager model's (lowest cosine {cosine.min():.6f})")
@@ -116,13 +122,14 @@ class TorchRunner:
             stream = self._lane.stream = torch.cuda.Stream(device=self.device)
         return torch.cuda.stream(stream)
 
-    def _run_traced(self, traced: object, names: list[str], texts: Sequence[str]) -> np.ndarray:
+    def _run_traced(self, traced: object, names: list[str], texts: Sequence[str]) -> Counted:
         import torch
 
         features = self.model.preprocess(list(texts))  # type: ignore[attr-defined]
         with torch.inference_mode(), self._context():
             rows = traced(*(features[name] for name in names))  # type: ignore[operator]
-        return rows.float().numpy()
+        mask = features.get("attention_mask")
+        return rows.float().numpy(), None if mask is None else mask.sum(dim=1).numpy()
 
     def _run_eager(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -137,10 +144,13 @@ class TorchRunner:
             )
             return rows.float().cpu().numpy()  # inside the stream: the copy waits for this lane's kernels
 
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+    def counted(self, texts: Sequence[str]) -> Counted:
         if self.traced is not None:
             return self._run_traced(self.traced, self.names, texts)
-        return self._run_eager(texts)
+        return self._run_eager(texts), None
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        return self.counted(texts)[0]
 
 
 class _TokenizingRunner:
@@ -150,12 +160,22 @@ class _TokenizingRunner:
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
         self.input_names: list[str] = json.loads((artifact.parent / "meta.json").read_text())["inputs"]
+        self.counts_tokens = "attention_mask" in tokenizer(["a"])  # type: ignore[operator]
 
-    def feeds(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    def feeds(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """The graph's inputs, and each text's token count after truncation (None if the tokenizer has no mask)."""
         encoded = self.tokenizer(  # type: ignore[operator]
             list(texts), padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="np"
         )
-        return {name: np.ascontiguousarray(encoded[name], dtype=np.int64) for name in self.input_names}
+        mask = encoded.get("attention_mask")
+        feeds = {name: np.ascontiguousarray(encoded[name], dtype=np.int64) for name in self.input_names}
+        return feeds, None if mask is None else mask.sum(axis=1)
+
+    def counted(self, texts: Sequence[str]) -> Counted:
+        raise NotImplementedError
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        return self.counted(texts)[0]
 
 
 class OnnxRunner(_TokenizingRunner):
@@ -175,8 +195,9 @@ class OnnxRunner(_TokenizingRunner):
         except Exception as exc:  # onnxruntime raises its own exception types for a bad file
             raise ModelLoadError(f"onnxruntime cannot load {artifact}: {exc}") from exc
 
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.session.run(None, self.feeds(texts))[0], dtype=np.float32)
+    def counted(self, texts: Sequence[str]) -> Counted:
+        feeds, counts = self.feeds(texts)
+        return np.asarray(self.session.run(None, feeds)[0], dtype=np.float32), counts
 
 
 class OpenVinoRunner(_TokenizingRunner):
@@ -208,9 +229,10 @@ class OpenVinoRunner(_TokenizingRunner):
             raise ModelLoadError(f"openvino cannot compile {artifact}: {exc}") from exc
         self._requests = threading.local()  # an infer request serves one call at a time: one per thread
 
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+    def counted(self, texts: Sequence[str]) -> Counted:
         request = getattr(self._requests, "request", None)
         if request is None:
             request = self._requests.request = self.compiled.create_infer_request()
-        result = request.infer(self.feeds(texts))
-        return np.array(result[0], dtype=np.float32)  # a copy: the request reuses its output buffer
+        feeds, counts = self.feeds(texts)
+        result = request.infer(feeds)
+        return np.array(result[0], dtype=np.float32), counts  # a copy: the request reuses its output buffer

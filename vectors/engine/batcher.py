@@ -17,7 +17,7 @@ from .errors import EncodeFailed, EngineStopped, EngineStuck, QueueFull, QueueTi
 
 logger = logging.getLogger(__name__)
 
-EncodeFn = Callable[[Sequence[str]], np.ndarray]
+EncodeFn = Callable[[Sequence[str]], np.ndarray | tuple[np.ndarray, np.ndarray | None]]  # rows[, counts]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Embedded:
     queue_ms: float
     inference_ms: float
     batch_size: int
+    tokens: np.ndarray | None = None  # each text's token count as the model saw it, where the call told
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class _Pending:
     batch_size: int = 0
     dropped: bool = False
     rows: np.ndarray | None = None
+    counts: np.ndarray | None = None
 
     @property
     def waiting(self) -> int:
@@ -358,15 +360,20 @@ class MicroBatcher:
             task.add_done_callback(self._batch_ended)
             return
         self._release(lane, wide)
-        rows = done.result()
+        rows, counts = _rows_and_counts(done.result())
         elapsed_ms = (self.clock() - started) * 1000
         unsorted = np.empty_like(rows)
         unsorted[order] = rows
-        self._record(len(tokens), len(slices), max(tokens) * len(tokens), elapsed_ms)
+        if counts is not None:
+            in_order = np.empty_like(counts)
+            in_order[order] = counts
+            counts = in_order
+        self._record(len(tokens), len(slices), _longest(counts, tokens) * len(tokens), elapsed_ms)
         offset = 0
         for piece in slices:
             width = piece.stop - piece.start
-            self._deliver(piece, unsorted[offset : offset + width], elapsed_ms, len(tokens))
+            part = None if counts is None else counts[offset : offset + width]
+            self._deliver(piece, unsorted[offset : offset + width], elapsed_ms, len(tokens), part)
             offset += width
 
     def _batch_ended(self, task: asyncio.Task) -> None:
@@ -384,7 +391,7 @@ class MicroBatcher:
                 texts = list(piece.pending.texts[piece.start : piece.stop])
                 self._watch(lane, len(texts))
                 try:
-                    rows = await loop.run_in_executor(executor, function, texts)
+                    rows, counts = _rows_and_counts(await loop.run_in_executor(executor, function, texts))
                 except Exception as exc:  # noqa: BLE001 - this request alone fails
                     self.counters.failed += 1
                     if not piece.pending.future.done():
@@ -396,9 +403,9 @@ class MicroBatcher:
                 finally:
                     self._call_ended(lane)
                 elapsed_ms = (self.clock() - started) * 1000
-                tokens = piece.pending.tokens[piece.start : piece.stop]
-                self._record(len(texts), 1, max(tokens) * len(texts), elapsed_ms)
-                self._deliver(piece, rows, elapsed_ms, len(texts))
+                longest = _longest(counts, piece.pending.tokens[piece.start : piece.stop])
+                self._record(len(texts), 1, longest * len(texts), elapsed_ms)
+                self._deliver(piece, rows, elapsed_ms, len(texts), counts)
         finally:
             self._release(lane, wide)
 
@@ -413,7 +420,9 @@ class MicroBatcher:
         if self._on_batch is not None:
             self._on_batch(BatchStats(size, requests, padded, inference_ms))
 
-    def _deliver(self, piece: _Slice, rows: np.ndarray, inference_ms: float, batch_size: int) -> None:
+    def _deliver(
+        self, piece: _Slice, rows: np.ndarray, inference_ms: float, batch_size: int, counts: np.ndarray | None
+    ) -> None:
         pending = piece.pending
         if pending.future.done():
             return
@@ -424,12 +433,18 @@ class MicroBatcher:
                 pending.rows = np.empty((len(pending.texts), rows.shape[1]), dtype=rows.dtype)
         if pending.rows is not rows:
             pending.rows[piece.start : piece.stop] = rows
+        if counts is not None:
+            if pending.counts is None:
+                pending.counts = np.zeros(len(pending.texts), dtype=np.int64)
+            pending.counts[piece.start : piece.stop] = counts
         pending.finished += piece.stop - piece.start
         pending.inference_ms += inference_ms
         pending.batch_size = max(pending.batch_size, batch_size)
         if pending.finished == len(pending.texts):
             queue_ms = ((pending.started_at or pending.enqueued_at) - pending.enqueued_at) * 1000
-            pending.future.set_result(Embedded(pending.rows, queue_ms, pending.inference_ms, pending.batch_size))
+            pending.future.set_result(
+                Embedded(pending.rows, queue_ms, pending.inference_ms, pending.batch_size, pending.counts)
+            )
 
     # -- leaving the queue ----------------------------------------------------------------
 
@@ -459,3 +474,16 @@ class MicroBatcher:
         self._queue.clear()
         self._queued_inputs = 0
         self._idle.set()
+
+
+def _rows_and_counts(result: object) -> tuple[np.ndarray, np.ndarray | None]:
+    """A model call's result: rows alone, or (rows, each text's token count or None)."""
+    if isinstance(result, tuple):
+        rows, counts = result
+        return rows, None if counts is None else np.asarray(counts, dtype=np.int64)
+    return result, None  # type: ignore[return-value]
+
+
+def _longest(counts: np.ndarray | None, tokens: Sequence[int]) -> int:
+    """The longest text of a batch in tokens: the model call's own counts, else the submitted ones."""
+    return int(counts.max()) if counts is not None else max(tokens)

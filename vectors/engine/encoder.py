@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -14,7 +15,13 @@ from .errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
-Runner = Callable[[Sequence[str]], np.ndarray]
+
+class Runner(Protocol):
+    """A backend's model call (vectors.engine.backends): rows, or rows and token counts."""
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def counted(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
 def resolve_device(requested: str) -> str:
@@ -182,6 +189,19 @@ class Encoder:
             the calling thread's own, so each encode thread keeps its own count; onnx/openvino: the
             session made by `prepare_parallel` for that count.
         """
+        return self.encode_counted(texts, threads)[0]
+
+    @property
+    def counts_in_call(self) -> bool:
+        """True where `encode_counted` also returns each text's token count (after truncation)."""
+        return bool(getattr(self._run, "counts_tokens", False))
+
+    def encode_counted(self, texts: Sequence[str], threads: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """`encode`, and each text's token count as the model saw it where the call knows it, else None.
+
+        The exported backends and the traced torch model tokenise inside the call, so the counts cost
+        nothing there, and the event loop need not tokenise every request a second time to count.
+        """
         run = self._run
         if threads and self.threads_per_call_adjustable:
             if self.config.backend == "torch":
@@ -192,7 +212,8 @@ class Encoder:
             elif threads == self._narrow_threads and self._narrow_run is not None:
                 run = self._narrow_run
         self.model_calls += 1
-        return np.asarray(run(texts), dtype=np.float32)
+        rows, counts = run.counted(texts)
+        return np.asarray(rows, dtype=np.float32), counts
 
     def warm(self) -> None:
         """Run a few calls so the first real request does not pay one-time costs."""

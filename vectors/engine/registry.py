@@ -117,14 +117,14 @@ class Engine:
             if len(self.executors) > 1:
                 alone, together = self.threads_alone, self.threads_together
                 batcher = MicroBatcher(
-                    lambda texts: encoder.encode(texts, threads=alone),
+                    lambda texts: encoder.encode_counted(texts, threads=alone),
                     self.config.batcher,
                     self.executors,
                     hook,
-                    narrow_encode=lambda texts: encoder.encode(texts, threads=together),
+                    narrow_encode=lambda texts: encoder.encode_counted(texts, threads=together),
                 )
             else:
-                batcher = MicroBatcher(encoder.encode, self.config.batcher, self.executor, hook)
+                batcher = MicroBatcher(encoder.encode_counted, self.config.batcher, self.executor, hook)
             self._batchers[loop] = batcher
         return batcher
 
