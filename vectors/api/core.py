@@ -96,8 +96,9 @@ def _scheduling_estimates(texts: Sequence[str], limit: int, config: BatcherConfi
     Where the model call counts each text's tokens itself (the exported backends, the traced torch
     model) and the request truncates, the exact counts come back with the rows, and the batcher only
     needs lengths to order a batch by and to keep it within `max_batch_tokens`: a text's characters
-    plus its two special tokens serve (a word piece spans at least one character). Texts long enough
-    for the token budget to matter are counted exactly, as before.
+    plus its two special tokens serve (a word piece spans at least one character; a tokenizer that
+    splits characters further can only make a batch overrun the budget, which bounds time, not
+    results). Texts long enough for the token budget to matter are counted exactly, as before.
     """
     estimates = [min(len(text) + 2, limit) for text in texts]
     if max(estimates) * config.max_batch_size > config.max_batch_tokens:
