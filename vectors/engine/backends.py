@@ -60,8 +60,6 @@ class TorchRunner:
             self._store_linear_weights_in_bf16()
         self.names: list[str] = []
         self.traced = self._trace() if jit and self.device_type == "cpu" else None
-        # The traced call tokenises here, so it can tell each text's token count (its attention mask).
-        self.counts_tokens = self.traced is not None and "attention_mask" in self.model.preprocess(["a"])  # type: ignore[attr-defined]
 
     def _store_linear_weights_in_bf16(self) -> None:
         import torch
@@ -144,6 +142,11 @@ class TorchRunner:
             )
             return rows.float().cpu().numpy()  # inside the stream: the copy waits for this lane's kernels
 
+    @property
+    def counts_tokens(self) -> bool:
+        """The traced call tokenises here, so it can tell each text's token count (its attention mask)."""
+        return "attention_mask" in self.names  # the trace's inputs; none when it runs eagerly
+
     def counted(self, texts: Sequence[str]) -> Counted:
         if self.traced is not None:
             return self._run_traced(self.traced, self.names, texts)
@@ -160,7 +163,11 @@ class _TokenizingRunner:
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
         self.input_names: list[str] = json.loads((artifact.parent / "meta.json").read_text())["inputs"]
-        self.counts_tokens = "attention_mask" in tokenizer(["a"])  # type: ignore[operator]
+
+    @property
+    def counts_tokens(self) -> bool:
+        """The graph's inputs are what the tokenizer gives (export.export_onnx): a mask means counts."""
+        return "attention_mask" in self.input_names
 
     def feeds(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         """The graph's inputs, and each text's token count after truncation (None if the tokenizer has no mask)."""

@@ -362,12 +362,9 @@ class MicroBatcher:
         self._release(lane, wide)
         rows, counts = _rows_and_counts(done.result())
         elapsed_ms = (self.clock() - started) * 1000
-        unsorted = np.empty_like(rows)
-        unsorted[order] = rows
+        unsorted = _unsort(rows, order)
         if counts is not None:
-            in_order = np.empty_like(counts)
-            in_order[order] = counts
-            counts = in_order
+            counts = _unsort(counts, order)
         self._record(len(tokens), len(slices), _longest(counts, tokens) * len(tokens), elapsed_ms)
         offset = 0
         for piece in slices:
@@ -487,3 +484,10 @@ def _rows_and_counts(result: object) -> tuple[np.ndarray, np.ndarray | None]:
 def _longest(counts: np.ndarray | None, tokens: Sequence[int]) -> int:
     """The longest text of a batch in tokens: the model call's own counts, else the submitted ones."""
     return int(counts.max()) if counts is not None else max(tokens)
+
+
+def _unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Put a batch's results, computed in `order` (by length), back in the order the texts came in."""
+    unsorted = np.empty_like(values)
+    unsorted[order] = values
+    return unsorted
