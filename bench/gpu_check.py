@@ -28,12 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -95,21 +93,16 @@ def offline_limit(model: str, device: str, dtype: str, sizes: list[int], seconds
 
 
 def served(model: str, device: str, dtype: str, concurrencies: list[int], seconds: float, work: Path) -> dict:
-    env = dict(os.environ, EMBED_MODEL=model, EMBED_DEVICE=device, EMBED_DTYPE=dtype, EMBED_DATA_DIR=str(work))
-    env["EMBED_LOG_REQUESTS"] = "0"
+    from vectors.loadtest.server import LocalServer
+
+    settings = {"EMBED_MODEL": model, "EMBED_DEVICE": device, "EMBED_DTYPE": dtype, "EMBED_DATA_DIR": str(work)}
+    settings["EMBED_LOG_REQUESTS"] = "0"
+    env = {**os.environ, **settings}
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-    log = work / "serve.log"
-    with log.open("w") as out:
-        server = subprocess.Popen([*manage, "serve", "--port", "0"], cwd=ROOT, env=env, stdout=out, stderr=out)
+    server = LocalServer(ROOT / "manage.py", settings, start_timeout_s=300)
     try:
-        deadline, url = time.monotonic() + 300, None
-        while url is None and time.monotonic() < deadline and server.poll() is None:
-            match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))
-            url = match.group(1) if match else None
-            time.sleep(0.2)
-        if url is None:
-            raise RuntimeError(f"the server did not start:\n{log.read_text(errors='replace')[-3000:]}")
+        url = server.start()
         found = {}
         for concurrency in concurrencies:
             report = work / f"c{concurrency}.json"
@@ -126,8 +119,8 @@ def served(model: str, device: str, dtype: str, concurrencies: list[int], second
             }
         return found
     finally:
-        server.terminate()
-        server.wait(60)
+        server.stop(60)
+        server.log_path.unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> None:
