@@ -44,6 +44,7 @@ CONFIGS = {
     "onnx-int8": ("onnx", "int8"),
     "openvino-fp32": ("openvino", "fp32"),
     "openvino-bf16": ("openvino", "bf16"),
+    "openvino-int8": ("openvino", "int8"),
 }
 BATCH = 128
 

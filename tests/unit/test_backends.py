@@ -31,7 +31,14 @@ def fp32_rows(model_path: str) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("backend", "dtype"),
-    [("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("torch", "fp32"), ("torch", "bf16")],
+    [
+        ("onnx", "fp32"),
+        ("onnx", "int8"),
+        ("openvino", "fp32"),
+        ("openvino", "int8"),
+        ("torch", "fp32"),
+        ("torch", "bf16"),
+    ],
 )
 def test_each_backend_encodes_the_packaged_model_within_its_tolerance(backend, dtype, model_path, cache_dir, fp32_rows):
     config = ModelConfig(
@@ -46,7 +53,9 @@ def test_each_backend_encodes_the_packaged_model_within_its_tolerance(backend, d
         assert verdict.agreement.top_k_agreement >= tolerance.top_k_agreement, verdict
 
 
-@pytest.mark.parametrize(("backend", "dtype"), [("onnx", "int8"), ("openvino", "fp32"), ("torch", "bf16")])
+@pytest.mark.parametrize(
+    ("backend", "dtype"), [("onnx", "int8"), ("openvino", "fp32"), ("openvino", "int8"), ("torch", "bf16")]
+)
 def test_two_calls_at_once_on_the_one_thread_session_give_the_rows_of_the_all_threads_one(
     backend, dtype, model_path, cache_dir
 ):
@@ -80,8 +89,10 @@ def test_exported_encoder_keeps_the_encoder_surface(model_path, cache_dir, refer
     assert encoder.model_calls == calls + 2
 
 
-def test_int8_rows_do_not_depend_on_what_else_is_in_the_batch(model_path, cache_dir):
-    encoder = Encoder(ModelConfig("int8", model_path, device="cpu", backend="onnx", dtype="int8", cache_dir=cache_dir))
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_int8_rows_do_not_depend_on_what_else_is_in_the_batch(backend, model_path, cache_dir):
+    config = ModelConfig("int8", model_path, device="cpu", backend=backend, dtype="int8", cache_dir=cache_dir)
+    encoder = Encoder(config)
     alone = encoder.encode(["the invoice from last month"])
     crowded = encoder.encode(["the invoice from last month", "!!!!! " * 40, "ZZZZ 9999 ####"])[:1]
     np.testing.assert_allclose(alone, crowded, rtol=0, atol=1e-4)
@@ -101,11 +112,16 @@ def test_export_runs_once_and_a_second_load_reuses_it(model_path, tmp_path):
     assert again.artifact == first.artifact and os.stat(again.artifact).st_mtime_ns == stamp
     assert openvino.artifact and openvino.artifact.startswith(str(tmp_path))
     assert export.is_complete(export.artifact_dir(model_path, "onnx-int8", str(tmp_path)))
+    config = ModelConfig("ov8", model_path, device="cpu", backend="openvino", dtype="int8", cache_dir=str(tmp_path))
+    compressed = [Encoder(config), Encoder(config)]
+    assert export.exports["onnx-w8"] == before.get("onnx-w8", 0) + 1  # made once, from the same fp32 file
+    assert export.exports["onnx-fp32"] == before.get("onnx-fp32", 0) + 1
+    assert compressed[0].artifact == compressed[1].artifact != first.artifact
 
 
 def test_a_library_upgrade_gives_a_new_artifact_key(model_path, monkeypatch):
     key = export.artifact_key(model_path, "onnx-int8")
-    assert export.artifact_key(model_path, "onnx-fp32") != key
+    assert export.artifact_key(model_path, "onnx-fp32") != key != export.artifact_key(model_path, "onnx-w8")
     monkeypatch.setattr(export, "library_versions", lambda: {"onnxruntime": "99.0"})
     assert export.artifact_key(model_path, "onnx-int8") != key
 

@@ -1,11 +1,11 @@
-"""The onnx int8 rewrite (vectors.engine.quantize) on small graphs: exact zero points, per-row ranges."""
+"""The int8 rewrites (vectors.engine.quantize) on small graphs: exact zero points, per-row ranges, int8 weights."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from vectors.engine.quantize import WEIGHT_MAX, quantize_model, quantize_weight
+from vectors.engine.quantize import WEIGHT_MAX, compress_weights, quantize_model, quantize_weight
 
 K, N = 48, 24
 
@@ -74,6 +74,35 @@ def test_rewritten_matmul_keeps_each_row_within_its_own_range(opset):
     assert np.array_equal(alone[0, 0], got[0, 2])  # a row's result does not depend on its neighbours
 
 
+def test_compressed_weights_dequantize_within_half_a_step_of_each_column(tmp_path):
+    import onnx
+    import openvino as ov
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(3)
+    w = weights("empty-column", rng)
+    w[:, 5] *= 100.0  # a wide column must not coarsen the others
+    bias = rng.normal(0, 0.1, N).astype(np.float32)
+    model = matmul_model(w, bias, 17)
+    assert compress_weights(model) == 1
+    stored = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    w_q, scale = stored["w_w8"], stored["w_s"]
+    assert "w" not in stored and w_q.dtype == np.int8 and np.abs(w_q.astype(np.int32)).max() <= 127
+    assert scale.shape == (N,) and scale[5] > 50 * np.delete(scale, [3, 5]).max()
+    assert (np.abs(w_q * scale - w) <= scale / 2 + 1e-7).all()  # each column within half its own step
+    assert (w_q[:, 3] == 0).all()  # an all-zero column stays exactly zero
+    assert [node.op_type for node in model.graph.node] == ["DequantizeLinear", "MatMul", "Add"]
+    path = tmp_path / "w8.onnx"
+    onnx.save(model, str(path))
+    x = rng.normal(0, 1, (2, 6, K)).astype(np.float32)
+    compiled = ov.Core().compile_model(str(path), "CPU", {"DYNAMIC_QUANTIZATION_GROUP_SIZE": 16})
+    got = compiled(x)[0]
+    want = x @ w + bias
+    error = np.abs(got - want).max(axis=-1)
+    size = (np.abs(x) @ np.abs(w)).max(axis=-1)
+    assert (error <= 0.02 * size).all(), error / size
+
+
 def test_a_graph_without_constant_matmul_weights_is_left_alone():
     from onnx import TensorProto, helper
 
@@ -85,5 +114,6 @@ def test_a_graph_without_constant_matmul_weights_is_left_alone():
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     assert quantize_model(model) == 0
+    assert compress_weights(model) == 0
     assert [node.op_type for node in model.graph.node] == ["MatMul"]
     assert all(o.domain != "com.microsoft" for o in model.opset_import)

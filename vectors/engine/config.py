@@ -37,7 +37,7 @@ class BatcherConfig:
 class ModelConfig:
     """One served model: where its weights are, where it runs, and how it batches.
 
-    backend / dtype: torch fp32|bf16|fp16 (fp16 on CUDA only), onnx fp32|int8, openvino fp32|bf16;
+    backend / dtype: torch fp32|bf16|fp16 (fp16 on CUDA only), onnx fp32|int8, openvino fp32|bf16|int8;
         vectors.engine.support says which run where.
     torch_threads: threads of one model call, whatever the backend (None: torch's default).
     parallel_batches: batches that may run at once (torch on CPU only; None: 2 where there are at

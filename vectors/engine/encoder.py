@@ -121,7 +121,9 @@ class Encoder:
             raise ModelLoadError(f"model {config.name!r}: backend {config.backend!r} needs the package {package!r}")
         from .export import ensure_artifact
 
-        variant = "onnx-int8" if config.dtype == "int8" else "onnx-fp32"
+        variant = "onnx-fp32"
+        if config.dtype == "int8":
+            variant = "onnx-int8" if config.backend == "onnx" else "onnx-w8"
         artifact = ensure_artifact(self.model, config.path, variant, config.cache_dir)
         self.artifact = str(artifact)
         if config.backend == "onnx":

@@ -1,4 +1,4 @@
-"""Export a model to ONNX (fp32, or int8) once, cached on disk under a key; never on the request path.
+"""Export a model to ONNX (fp32, int8, fp32 with int8 weights) once, cached on disk; never on the request path.
 
 The artifact lives next to the model (`<model dir>/.embedservice/`) when that directory is ours to
 write, else under the cache directory (EMBED_CACHE_DIR) - always so for a model inside site-packages
@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import ModelLoadError
-from .quantize import RECIPE, quantize_model
+from .quantize import RECIPE, WEIGHTS_RECIPE, compress_weights, quantize_model
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,10 @@ META = "meta.json"
 LOCAL_DIR = ".embedservice"
 OPSET = 17
 LIBRARIES = ("torch", "transformers", "sentence-transformers", "onnx", "onnxruntime", "openvino")
-VARIANTS = ("onnx-fp32", "onnx-int8")
+# onnx-int8: the onnx backend's int8 graph; onnx-w8: int8 weights for the openvino backend's int8.
+# Both are rewrites of onnx-fp32, made from it, each under its recipe's name.
+VARIANTS = ("onnx-fp32", "onnx-int8", "onnx-w8")
+RECIPES = {"onnx-int8": (RECIPE, quantize_model), "onnx-w8": (WEIGHTS_RECIPE, compress_weights)}
 
 # How many exports this process has actually run, per variant (tests check that a reload runs none).
 exports: Counter[str] = Counter()
@@ -68,7 +71,7 @@ def fingerprint(model_path: str) -> list[tuple[str, int, int]]:
 
 def artifact_key(model_path: str, variant: str) -> str:
     """Return a hex digest of everything an exported artifact depends on."""
-    recipe = RECIPE if variant == "onnx-int8" else ""
+    recipe = RECIPES[variant][0] if variant in RECIPES else ""
     payload = {
         "path": os.path.realpath(model_path) if os.path.isdir(model_path) else model_path,
         "files": fingerprint(model_path),
@@ -128,7 +131,7 @@ def ensure_artifact(model: object, model_path: str, variant: str, cache_dir: str
         with locked(target.parent / f"{target.name}.lock"):
             if is_complete(target):
                 return target / ARTIFACT
-            source = ensure_artifact(model, model_path, "onnx-fp32", cache_dir) if variant == "onnx-int8" else None
+            source = ensure_artifact(model, model_path, "onnx-fp32", cache_dir) if variant in RECIPES else None
             _build(model, model_path, variant, target, source)
     except OSError as exc:
         raise ModelLoadError(f"cannot write the {variant} artifact under {target.parent}: {exc}") from exc
@@ -143,11 +146,11 @@ def _build(model: object, model_path: str, variant: str, target: Path, source: P
             inputs = export_onnx(model, scratch / ARTIFACT)
         else:
             inputs = json.loads((source.parent / META).read_text())["inputs"]
-            quantize_file(source, scratch / ARTIFACT)
+            quantize_file(source, scratch / ARTIFACT, variant)
         meta = {
             "model_path": model_path,
             "variant": variant,
-            "recipe": RECIPE if variant == "onnx-int8" else "",
+            "recipe": RECIPES[variant][0] if variant in RECIPES else "",
             "inputs": inputs,
             "versions": library_versions(),
             "export_s": round(time.perf_counter() - started, 2),
@@ -193,12 +196,12 @@ def export_onnx(model: object, destination: Path) -> list[str]:
     return names
 
 
-def quantize_file(source: Path, destination: Path) -> None:
-    """Write the int8 version (vectors.engine.quantize) of the ONNX file at `source`."""
+def quantize_file(source: Path, destination: Path, variant: str) -> None:
+    """Write the `variant` rewrite (vectors.engine.quantize) of the ONNX file at `source`."""
     import onnx
 
     model = onnx.load(str(source))
-    if quantize_model(model) == 0:
+    if RECIPES[variant][1](model) == 0:
         raise ModelLoadError(f"{source}: no MatMul with a constant weight to quantise")
     onnx.save(model, str(destination))
 

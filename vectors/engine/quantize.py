@@ -21,6 +21,11 @@ sums are -colsum(Wq) (each entry within the 7-bit range), and [q | z..z] @ [Wq ;
 exactly. MatMulIntegerToFloat (ONNX Runtime's com.microsoft domain) applies w_scale as the GEMM
 writes its float result, and one Mul applies s. Against spelling the same arithmetic out in ~15
 elementwise ops per MatMul (the first recipe), this runs the packaged model 1.3-1.4x faster.
+
+The openvino backend's int8 (`compress_weights`) is another recipe: only the weights are stored in
+8 bits (symmetric, per output column) behind a DequantizeLinear; OpenVINO's CPU plugin recognises
+that as compressed weights and, with its dynamic quantisation (vectors.engine.backends), quantises
+the activations itself, per group of input features, in the same fused kernel.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 RECIPE = "rowwise-a8-w7-zpgemm-v2"
+WEIGHTS_RECIPE = "w8-percolumn-symmetric-dq-v1"
 WEIGHT_BITS = 7
 WEIGHT_MAX = 2 ** (WEIGHT_BITS - 1) - 1
 ACTIVATION_LEVELS = 255.0
@@ -142,3 +148,39 @@ def quantize_model(model: object) -> int:
     if rewritten and not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return rewritten
+
+
+def compress_weights(model: object) -> int:
+    """Store each constant 2-D MatMul weight of an `onnx.ModelProto` as int8 + DequantizeLinear, in place.
+
+    Symmetric, one scale per output column (axis 1 of the K x N weight), levels -127..127. Every
+    consumer of a weight reads the DequantizeLinear's output, which keeps the weight's name. Returns
+    how many weights were compressed.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    assert isinstance(model, onnx.ModelProto)
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    names = []
+    for node in graph.node:
+        weight = weights.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
+        if weight is not None and len(weight.dims) == 2 and weight.data_type == TensorProto.FLOAT:
+            if weight.name not in names:
+                names.append(weight.name)
+    dequantize = []
+    for name in names:
+        w = numpy_helper.to_array(weights[name]).astype(np.float32)
+        scale = np.abs(w).max(axis=0) / 127.0
+        scale[scale == 0] = 1.0
+        w_q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+        graph.initializer.remove(weights[name])
+        graph.initializer.extend(
+            [numpy_helper.from_array(w_q, f"{name}_w8"), numpy_helper.from_array(scale.astype(np.float32), f"{name}_s")]
+        )
+        dequantize.append(helper.make_node("DequantizeLinear", [f"{name}_w8", f"{name}_s"], [name], axis=1))
+    nodes = dequantize + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(names)

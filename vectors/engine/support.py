@@ -11,14 +11,14 @@ DTYPES = ("fp32", "fp16", "bf16", "int8")
 SUPPORTED: dict[str, dict[str, tuple[str, ...]]] = {
     "torch": {"fp32": ("cpu", "cuda", "mps"), "bf16": ("cpu", "cuda"), "fp16": ("cuda",)},
     "onnx": {"fp32": ("cpu",), "int8": ("cpu",)},
-    "openvino": {"fp32": ("cpu",), "bf16": ("cpu",)},
+    "openvino": {"fp32": ("cpu",), "bf16": ("cpu",), "int8": ("cpu",)},
 }
 
 PACKAGES = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}
 
 ALTERNATIVES = {
     "fp16": "fp16 runs on CUDA only (model.half()); on CPU use bf16 (torch or openvino) or int8 (onnx)",
-    "int8": "int8 is the onnx backend's dynamic quantisation: set backend=onnx",
+    "int8": "int8 runs with backend=onnx or backend=openvino",
     "bf16": "bf16 runs with backend=torch or backend=openvino",
 }
 

@@ -41,6 +41,7 @@ CPU_COMBINATIONS = (
     ("onnx", "int8"),
     ("openvino", "fp32"),
     ("openvino", "bf16"),
+    ("openvino", "int8"),
 )
 
 
