@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,61 @@ TRACE_CHECK = [
 ]
 
 
+def length_groups(lengths: np.ndarray, call_cost: int) -> list[np.ndarray]:
+    """Split a batch's rows into groups of similar token length, each to be one model call.
+
+    A call pads every row to its longest, so a batch of short and long texts spends much of its work
+    on padding (single sentences of the default corpus, 50 to a batch: 30 % of the tokens). Each group
+    costs `call_cost` (a call's fixed cost, in padded tokens) plus its rows x its longest; the split
+    with the least total is found exactly, by dynamic programming over the sorted lengths (cut only
+    where the length changes). Returns index arrays into `lengths`, shortest texts first.
+    """
+    order = np.argsort(lengths, kind="stable")
+    ranked = np.asarray(lengths)[order]
+    cuts = [0] + [i for i in range(1, len(ranked)) if ranked[i] != ranked[i - 1]] + [len(ranked)]
+    best = [0] * len(cuts)  # best[j]: least cost of the rows before cuts[j]
+    start = [0] * len(cuts)
+    for j in range(1, len(cuts)):
+        end, width = cuts[j], int(ranked[cuts[j] - 1])
+        best[j], start[j] = min((best[i] + call_cost + (end - cuts[i]) * width, i) for i in range(j))
+    groups = []
+    j = len(cuts) - 1
+    while j > 0:
+        groups.append(order[cuts[start[j]] : cuts[j]])
+        j = start[j]
+    return groups[::-1]
+
+
+def grouped(
+    lengths: np.ndarray | None, call_cost: int, size: int, run: Callable[[np.ndarray, int], np.ndarray]
+) -> np.ndarray:
+    """Run `run(rows, width)` once per length group (`length_groups`) and put the results in input order.
+
+    `run` gets the indices of one group's rows and the group's longest length, and returns its rows.
+    Without lengths (a tokenizer that gives no attention mask), the batch runs as one call.
+    """
+    if lengths is None or size < 2:
+        return run(np.arange(size), 0)
+    groups = length_groups(lengths, call_cost)
+    if len(groups) == 1:
+        return run(np.arange(size), int(np.max(lengths)))
+    out: np.ndarray | None = None
+    for group in groups:
+        part = run(group, int(lengths[group].max()))
+        if out is None:
+            out = np.empty((size, *part.shape[1:]), dtype=part.dtype)
+        out[group] = part
+    assert out is not None
+    return out
+
+
+def padded_columns(tokenizer: object, full: int) -> Callable[[int], slice]:
+    """The columns of a padded batch that hold a group's tokens, for a group `width` long."""
+    if getattr(tokenizer, "padding_side", "right") == "left":
+        return lambda width: slice(full - width, full)
+    return lambda width: slice(0, width)
+
+
 class TorchRunner:
     """sentence-transformers' model in fp32, bf16 (autocast) or fp16 (half weights, CUDA).
 
@@ -47,6 +102,8 @@ class TorchRunner:
     hold it. The trace is checked against the eager model at load (`TRACE_CHECK`); a model that cannot be
     traced, or whose trace disagrees, runs eagerly, with a warning naming why.
     """
+
+    CALL_COST = 16  # a call's fixed cost in padded tokens, for length_groups (measured: bench/README-backends.md)
 
     def __init__(self, model: object, device: str, dtype: str, jit: bool = False) -> None:
         self.model = model
@@ -124,10 +181,19 @@ class TorchRunner:
         import torch
 
         features = self.model.preprocess(list(texts))  # type: ignore[attr-defined]
-        with torch.inference_mode(), self._context():
-            rows = traced(*(features[name] for name in names))  # type: ignore[operator]
         mask = features.get("attention_mask")
-        return rows.float().numpy(), None if mask is None else mask.sum(dim=1).numpy()
+        counts = None if mask is None else mask.sum(dim=1).numpy()
+        columns = padded_columns(self.model.tokenizer, features[names[0]].shape[1])  # type: ignore[attr-defined]
+
+        def call(rows: np.ndarray, width: int) -> np.ndarray:
+            inputs = [features[name] for name in names]
+            if len(rows) < len(texts) or 0 < width < inputs[0].shape[1]:
+                index = torch.from_numpy(rows)
+                inputs = [tensor[index][:, columns(width)] for tensor in inputs]
+            with torch.inference_mode(), self._context():
+                return traced(*inputs).float().numpy()  # type: ignore[operator]
+
+        return grouped(counts, self.CALL_COST, len(texts), call), counts
 
     def _run_eager(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -159,6 +225,8 @@ class TorchRunner:
 class _TokenizingRunner:
     """Shared part of the exported backends: tokenise like sentence-transformers, then run a graph."""
 
+    CALL_COST = 16  # a call's fixed cost in padded tokens, for length_groups (measured: bench/README-backends.md)
+
     def __init__(self, tokenizer: object, max_seq_length: int, artifact: Path) -> None:
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
@@ -178,8 +246,21 @@ class _TokenizingRunner:
         feeds = {name: np.ascontiguousarray(encoded[name], dtype=np.int64) for name in self.input_names}
         return feeds, None if mask is None else mask.sum(axis=1)
 
-    def counted(self, texts: Sequence[str]) -> Counted:
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The graph's float32 rows for these inputs."""
         raise NotImplementedError
+
+    def counted(self, texts: Sequence[str]) -> Counted:
+        feeds, counts = self.feeds(texts)
+        full = next(iter(feeds.values())).shape[1]
+        columns = padded_columns(self.tokenizer, full)
+
+        def call(rows: np.ndarray, width: int) -> np.ndarray:
+            if len(rows) == len(texts) and width in (0, full):
+                return self.run(feeds)
+            return self.run({name: np.ascontiguousarray(a[rows][:, columns(width)]) for name, a in feeds.items()})
+
+        return grouped(counts, self.CALL_COST, len(texts), call), counts
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         return self.counted(texts)[0]
@@ -202,9 +283,8 @@ class OnnxRunner(_TokenizingRunner):
         except Exception as exc:  # onnxruntime raises its own exception types for a bad file
             raise ModelLoadError(f"onnxruntime cannot load {artifact}: {exc}") from exc
 
-    def counted(self, texts: Sequence[str]) -> Counted:
-        feeds, counts = self.feeds(texts)
-        return np.asarray(self.session.run(None, feeds)[0], dtype=np.float32), counts
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(self.session.run(None, feeds)[0], dtype=np.float32)
 
 
 class OpenVinoRunner(_TokenizingRunner):
@@ -248,10 +328,9 @@ class OpenVinoRunner(_TokenizingRunner):
             raise ModelLoadError(f"openvino cannot compile {artifact}: {exc}") from exc
         self._requests = threading.local()  # an infer request serves one call at a time: one per thread
 
-    def counted(self, texts: Sequence[str]) -> Counted:
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         request = getattr(self._requests, "request", None)
         if request is None:
             request = self._requests.request = self.compiled.create_infer_request()
-        feeds, counts = self.feeds(texts)
         result = request.infer(feeds)
-        return np.array(result[0], dtype=np.float32), counts  # a copy: the request reuses its output buffer
+        return np.array(result[0], dtype=np.float32)  # a copy: the request reuses its output buffer
