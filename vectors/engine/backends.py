@@ -292,8 +292,8 @@ class OpenVinoRunner(_TokenizingRunner):
 
     int8: the graph's weights are int8 (export variant onnx-w8); the CPU plugin quantises each row's
     activations on the fly, per group of INT8_GROUP input features, and multiplies in int8 (VNNI
-    where the CPU has it). 128 measured fastest here (Xeon Ice Lake, 2 threads, batches of 128:
-    about 410-425 texts per CPU second against 350-370 with 256 and 320-420 with 64; fp32 230).
+    where the CPU has it). 128 measured fastest (Xeon Ice Lake, one thread, batches of 128 of similar
+    length, 3 rounds: 411-424 texts per CPU second; 64: 318-423; 256: 344-370; fp32 178-235).
     """
 
     INT8_GROUP = 128

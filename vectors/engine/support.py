@@ -17,7 +17,7 @@ SUPPORTED: dict[str, dict[str, tuple[str, ...]]] = {
 PACKAGES = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}
 
 ALTERNATIVES = {
-    "fp16": "fp16 runs on CUDA only (model.half()); on CPU use bf16 (torch or openvino) or int8 (onnx)",
+    "fp16": "fp16 runs on CUDA only (model.half()); on CPU use bf16 (torch or openvino) or int8 (onnx or openvino)",
     "int8": "int8 runs with backend=onnx or backend=openvino",
     "bf16": "bf16 runs with backend=torch or backend=openvino",
 }
