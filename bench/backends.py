@@ -24,7 +24,6 @@ import argparse
 import functools
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,10 +31,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+if TYPE_CHECKING:
+    from vectors.loadtest.server import LocalServer
 
 CONFIGS = {
     "torch-fp32": ("torch", "fp32"),
@@ -117,40 +120,22 @@ class OfflineLimit:
         return best
 
 
-def start_server(name: str, data_dir: str) -> tuple[subprocess.Popen, str]:
+def start_server(name: str, data_dir: str) -> LocalServer:
+    """Start `manage.py serve --port 0` for configuration `name` (vectors.loadtest.server.LocalServer)."""
+    from vectors.loadtest.server import LocalServer
+
     backend, dtype = CONFIGS[name]
-    env = dict(os.environ, EMBED_BACKEND=backend, EMBED_DTYPE=dtype, EMBED_DEVICE="cpu", EMBED_DATA_DIR=data_dir)
-    env["EMBED_LOG_REQUESTS"] = "0"  # the request-log writer is measured elsewhere; here only the model path
+    settings = {"EMBED_BACKEND": backend, "EMBED_DTYPE": dtype, "EMBED_DEVICE": "cpu", "EMBED_DATA_DIR": data_dir}
+    settings["EMBED_LOG_REQUESTS"] = "0"  # the request-log writer is measured elsewhere; here only the model path
+    env = dict(os.environ, **settings)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-    log = Path(data_dir) / f"serve-{name}.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", "0"], cwd=ROOT, env=env, stdout=out, stderr=out
-        )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))
-        if match:
-            return server, match.group(1)
-        if server.poll() is not None:
-            break
-        time.sleep(0.2)
-    stop_server(server)
-    raise RuntimeError(f"server {name} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+    server = LocalServer(ROOT / "manage.py", settings, start_timeout_s=300)
+    server.start()
+    return server
 
 
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
-
-
-def peak_rss_mib(server: subprocess.Popen) -> float:
-    status = Path(f"/proc/{server.pid}/status").read_text()
+def peak_rss_mib(server: LocalServer) -> float:
+    status = Path(f"/proc/{server.process.pid}/status").read_text()  # type: ignore[union-attr]
     return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
@@ -189,18 +174,19 @@ def run_all(names: list[str], reps: int, batches: int, seconds: int, connections
     try:
         for name in names:
             servers[name] = start_server(name, data_dir)
-            wrk(servers[name][1], 3, connections)  # warm-up
+            wrk(servers[name].url, 3, connections)  # warm-up
         offline: dict[str, list[float]] = {n: [] for n in names}
         served: dict[str, list[dict[str, float]]] = {n: [] for n in names}
         for round_number in range(reps):
             for name in names:
                 offline[name].append(limit.measure(encoders[name]))
-                served[name].append(wrk(servers[name][1], seconds, connections))
+                served[name].append(wrk(servers[name].url, seconds, connections))
             print(f"round {round_number + 1}/{reps} done", file=sys.stderr, flush=True)
-        rss = {name: peak_rss_mib(server) for name, (server, _) in servers.items()}
+        rss = {name: peak_rss_mib(server) for name, server in servers.items()}
     finally:
-        for server, _ in servers.values():
-            stop_server(server)
+        for server in servers.values():
+            server.stop(grace_s=60)
+            server.log_path.unlink(missing_ok=True)
     configs = [ModelConfig(n, model_path(), "cpu", *CONFIGS[n], cache_dir=cache_dir) for n in names]
     verdicts = {v.name: v for v in run_guard(configs)}
     print_limits(offline, "texts/s")
