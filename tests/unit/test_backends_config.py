@@ -140,3 +140,29 @@ def test_an_onnx_model_on_the_cpu_batches_up_to_128_texts_unless_told_otherwise(
     assert "MAX_BATCH_SIZE" not in project_settings.with_batch_defaults(
         project_settings.extra_model_entry("o;backend=onnx", "/m")
     )
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    from vectors.engine.support import cpu_has_bf16
+
+    assert cpu_has_bf16("flags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n") is False
+    assert cpu_has_bf16("flags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n") is True
+    assert cpu_has_bf16("flags\t\t: fpu amx_bf16 amx_tile\n") is True
+    assert cpu_has_bf16("Features\t: fp asimd bf16 i8mm\n") is True  # Arm
+    assert cpu_has_bf16("processor\t: 0\n") is None
+
+
+def test_torch_bf16_on_a_cpu_without_bf16_warns_that_it_is_emulated(model_path, monkeypatch, caplog):
+    from vectors.engine import support
+    from vectors.engine.config import ModelConfig
+    from vectors.engine.encoder import Encoder
+
+    monkeypatch.setattr(support, "cpu_has_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="vectors.engine.backends"):
+        Encoder(ModelConfig("b", model_path, device="cpu", dtype="bf16", torch_jit=False, warmup=False))
+    assert any("emulated" in r.getMessage() and "int8" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    monkeypatch.setattr(support, "cpu_has_bf16", lambda: True)
+    with caplog.at_level("WARNING", logger="vectors.engine.backends"):
+        Encoder(ModelConfig("b", model_path, device="cpu", dtype="bf16", torch_jit=False, warmup=False))
+    assert not any("emulated" in r.getMessage() for r in caplog.records)

@@ -55,3 +55,24 @@ def missing_package(backend: str) -> str | None:
     if package and importlib.util.find_spec(package) is None:
         return package
     return None
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU multiplies in bf16 natively (x86 AVX512_BF16 or AMX, Arm BF16); None: cannot tell.
+
+    Read from /proc/cpuinfo's flags (Linux); elsewhere the answer is unknown.
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return None
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    if not flags:
+        return None
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
