@@ -292,20 +292,50 @@ async def test_a_finished_batch_frees_its_lane_starts_the_next_batch_and_answers
     seen = []
     batch_done = batcher._batch_done
 
-    def watched(lane, wide, slices, *rest):
+    def watched(lane, wide, batch, done, follow=None):
         before = batcher.queued_inputs
-        batch_done(lane, wide, slices, *rest)
-        seen.append((before, batcher.queued_inputs, all(piece.pending.future.done() for piece in slices)))
+        batch_done(lane, wide, batch, done, follow)
+        answered = all(piece.pending.future.done() for piece in batch.slices)
+        seen.append((before, batcher.queued_inputs, answered, follow is not None))
 
     batcher._batch_done = watched
     texts = [f"t{i}" for i in range(80)]
     results = await asyncio.wait_for(asyncio.gather(*submit_all(batcher, texts)), 10)
     assert [r.rows.tolist() for r in results] == [[expected(t)] for t in texts]
-    assert any(before > 0 for before, _, _ in seen)
-    for before, after, answered in seen:
+    assert any(before > 0 for before, *_ in seen)
+    for before, after, answered, followed in seen:
         assert answered, "the waiters of a finished batch were not answered in its completion callback"
-        if before > 0:
+        if before > 0 and not followed:
             assert after < before, "the completion callback did not start the next batch"
+
+
+async def test_a_lane_takes_its_next_batch_itself_while_the_event_loop_is_busy(lanes, log):
+    narrow = log.fake("narrow", delay_s=0.02)
+    batcher = make(lanes, log.fake("wide"), narrow, max_batch_size=4)
+    texts = [f"t{i}" for i in range(40)]
+    waiting = submit_all(batcher, texts)
+    await until(lambda: log.active == 2)  # both lanes run their first batch of 4
+    started = len(log.calls)
+    time.sleep(0.25)  # the loop answers nothing for 12 batch lengths, as under a burst of responses
+    during = log.calls[started:]
+    assert len(during) >= 4, "the lanes waited for the event loop to hand them their next batches"
+    assert {c.thread for c in during} == {LANE0, LANE1} and all(len(c.texts) <= 4 for c in during)
+    results = await asyncio.wait_for(asyncio.gather(*waiting), 10)
+    assert [r.rows.tolist() for r in results] == [[expected(t)] for t in texts]
+    assert sorted(t for c in log.calls for t in c.texts) == sorted(texts)  # each text encoded once
+    assert batcher.queued_inputs == 0 and not any(batcher._busy)
+
+
+async def test_a_batch_taken_for_a_lane_that_has_shut_down_fails_its_waiters_instead_of_losing_them(lanes, log):
+    batcher, narrow, waiting = await both_lanes_held(lanes, log, [f"t{i}" for i in range(20)], max_batch_size=4)
+    for pool in lanes:
+        pool.shutdown(wait=False)  # the running calls finish; nothing new can start on these lanes
+    narrow.release(LANE0, LANE1)
+    await until(lambda: sum(w.done() for w in waiting) >= 16)  # 2 batches answered, 2 taken and failed
+    assert [w.result().rows.tolist() for w in waiting[:8]] == [[expected(f"t{i}")] for i in range(8)]
+    assert all(isinstance(w.exception(), EngineStopped) for w in waiting[8:16])
+    await batcher.close()
+    assert all(isinstance(w.exception(), EngineStopped) for w in waiting[16:])
 
 
 # -- drain and close ------------------------------------------------------------------------
