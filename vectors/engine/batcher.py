@@ -327,7 +327,8 @@ class MicroBatcher:
             self._call_ended(lane)
             self._inflight.pop(lane, None)
             self._busy[lane] = False
-            self._wide_running = False
+            if wide:
+                self._wide_running = False
             self._abandon(batch)
 
     def _submit(self, loop: asyncio.AbstractEventLoop, lane: int, wide: bool, batch: _Batch) -> None:
@@ -366,8 +367,6 @@ class MicroBatcher:
         this lane with the other idle lanes. Everything else still goes through the loop.
         """
         if not self._queued_inputs or (self.config.max_wait_ms > 0 and not self._under_load):
-            return None
-        if not self._accepting and not self._queue:
             return None
         idle = self._busy.count(False)
         cap = self.config.max_batch_size
