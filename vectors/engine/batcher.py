@@ -263,12 +263,16 @@ class MicroBatcher:
             wide = free == len(self._busy) and (free == 1 or self._queued_inputs < self.config.split_min_inputs)
             cap = self.config.max_batch_size
             if not wide and free > 1:
-                cap = max(1, min(cap, -(-self._queued_inputs // free)))  # share the queue among idle lanes
+                cap = self._share(free)
             with self._lock:
                 slices, texts, tokens = self._take(cap)
             if not slices:
                 return
             self._start_batch(0 if wide else lane, wide, slices, texts, tokens)
+
+    def _share(self, lanes: int) -> int:
+        """A batch's cap when the queue is shared among `lanes` lanes about to start."""
+        return max(1, min(self.config.max_batch_size, -(-self._queued_inputs // lanes)))
 
     def _free_lane(self) -> int | None:
         if self._wide_running:
@@ -369,9 +373,7 @@ class MicroBatcher:
         if not self._queued_inputs or (self.config.max_wait_ms > 0 and not self._under_load):
             return None
         idle = self._busy.count(False)
-        cap = self.config.max_batch_size
-        if idle:
-            cap = max(1, min(cap, -(-self._queued_inputs // (idle + 1))))
+        cap = self._share(idle + 1) if idle else self.config.max_batch_size
         with self._lock:
             slices, texts, tokens = self._take(cap)
         if not slices:
@@ -515,18 +517,20 @@ class MicroBatcher:
 
     def _drop(self, pending: _Pending) -> None:
         with self._lock:
-            if not pending.dropped:
-                pending.dropped = True
-                self._queued_inputs -= pending.waiting
-                pending.taken = len(pending.texts)
+            self._unqueue(pending)
+
+    def _unqueue(self, pending: _Pending) -> None:
+        """Take what is left of `pending` off the queue's count; nobody takes it any more (hold `_lock`)."""
+        if not pending.dropped:
+            pending.dropped = True
+            self._queued_inputs -= pending.waiting
+            pending.taken = len(pending.texts)
 
     def _expire(self, pending: _Pending) -> None:
         with self._lock:
             if pending.future.done() or pending.started_at is not None:
                 return
-            pending.dropped = True  # a lane's `_follow_on` no longer takes it
-            self._queued_inputs -= pending.waiting
-            pending.taken = len(pending.texts)
+            self._unqueue(pending)  # a lane's `_follow_on` no longer takes it
         self.counters.expired += 1
         pending.future.set_exception(
             QueueTimeout(f"waited {self.config.queue_timeout_ms:.0f} ms without reaching the model")
@@ -538,11 +542,11 @@ class MicroBatcher:
                 piece.pending.future.set_exception(error)
         with self._lock:
             queued = list(self._queue)
+            for pending in queued:
+                self._unqueue(pending)
             self._queue.clear()
             self._queued_inputs = 0
         for pending in queued:
-            pending.dropped = True
-            pending.taken = len(pending.texts)
             if not pending.future.done():
                 pending.future.set_exception(error)
         self._idle.set()

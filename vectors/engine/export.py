@@ -69,9 +69,14 @@ def fingerprint(model_path: str) -> list[tuple[str, int, int]]:
     return files
 
 
+def recipe_of(variant: str) -> str:
+    """The name of the rewrite that makes `variant` from the fp32 export ('' for the export itself)."""
+    return RECIPES[variant][0] if variant in RECIPES else ""
+
+
 def artifact_key(model_path: str, variant: str) -> str:
     """Return a hex digest of everything an exported artifact depends on."""
-    recipe = RECIPES[variant][0] if variant in RECIPES else ""
+    recipe = recipe_of(variant)
     payload = {
         "path": os.path.realpath(model_path) if os.path.isdir(model_path) else model_path,
         "files": fingerprint(model_path),
@@ -150,7 +155,7 @@ def _build(model: object, model_path: str, variant: str, target: Path, source: P
         meta = {
             "model_path": model_path,
             "variant": variant,
-            "recipe": RECIPES[variant][0] if variant in RECIPES else "",
+            "recipe": recipe_of(variant),
             "inputs": inputs,
             "versions": library_versions(),
             "export_s": round(time.perf_counter() - started, 2),
