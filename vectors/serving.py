@@ -26,6 +26,7 @@ class ServeOptions:
     warm: bool = True
     access_log: bool = False
     server: str = "daphne"
+    backlog: int = 2048
 
 
 SERVERS = ("daphne", "uvicorn")
@@ -160,16 +161,10 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
     if opts.server == "uvicorn":
         run_uvicorn(app, opts, out)
         return
-    from daphne.endpoints import build_endpoint_description_strings
     from daphne.server import Server
     from twisted.internet import reactor
 
-    endpoints = build_endpoint_description_strings(
-        host=None if (opts.unix_socket or opts.fd is not None) else opts.host,
-        port=None if (opts.unix_socket or opts.fd is not None) else opts.port,
-        unix_socket=opts.unix_socket,
-        file_descriptor=opts.fd,
-    )
+    endpoints = daphne_endpoints(opts)
 
     def access(protocol: str, action: str, details: dict) -> None:
         # daphne calls action_logger(protocol, action, details) for "http" and "websocket" alike.
@@ -237,6 +232,25 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
     server.run()
 
 
+def daphne_endpoints(opts: ServeOptions) -> list[str]:
+    """Twisted endpoint strings for daphne, with the listen backlog of `opts` on TCP and UNIX sockets.
+
+    Twisted listens with a backlog of 50. When a burst of new connections outruns the loop's accepts
+    (1000 clients connecting while the loop serves batches), the kernel drops the SYNs beyond it and the
+    clients retry after 1, 3, 7 s: that was daphne's p99 of 9.9 s at 1000 connections. uvicorn's default
+    is 2048, and so is ours. An inherited socket (`--fd`) keeps the backlog it was bound with.
+    """
+    from daphne.endpoints import build_endpoint_description_strings
+
+    endpoints = build_endpoint_description_strings(
+        host=None if (opts.unix_socket or opts.fd is not None) else opts.host,
+        port=None if (opts.unix_socket or opts.fd is not None) else opts.port,
+        unix_socket=opts.unix_socket,
+        file_descriptor=opts.fd,
+    )
+    return [f"{e}:backlog={opts.backlog}" if e.startswith(("tcp:", "unix:")) else e for e in endpoints]
+
+
 def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
     """Serve `app` on uvicorn (uvloop + httptools where installed) with the same drain as on daphne."""
     import asyncio
@@ -252,6 +266,7 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
         host=opts.host,
         port=opts.port,
         **listen,
+        backlog=opts.backlog,
         loop="auto",
         http=_tolerant_httptools_protocol(),
         ws="websockets-sansio",

@@ -46,7 +46,7 @@ class _Worker:
 
 def run_workers(opts: ServeOptions, workers: int, manage_py: Path, out: IO[str]) -> int:
     """Bind, start `workers` servers on the shared socket, keep them alive, return the worst exit code."""
-    listener = socket.create_server((opts.host, opts.port), backlog=2048)
+    listener = socket.create_server((opts.host, opts.port), backlog=opts.backlog)
     listener.set_inheritable(True)
     host, port = listener.getsockname()[:2]
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="embed-metrics-")

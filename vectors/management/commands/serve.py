@@ -33,6 +33,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--workers", type=int, default=1, help="Processes sharing the port, each with its own models (default 1)."
         )
+        parser.add_argument(
+            "--backlog",
+            type=int,
+            default=2048,
+            help="Connections the kernel queues before the server accepts them (default 2048, capped by "
+            "net.core.somaxconn).",
+        )
         parser.add_argument("--access-log", action="store_true", help="Log one line per request to stdout.")
         parser.add_argument(
             "--server",
@@ -50,10 +57,13 @@ class Command(BaseCommand):
             drain_timeout_s=float(options["drain_timeout"]),  # type: ignore[arg-type]
             warm=not options["no_warm"],
             access_log=bool(options["access_log"]),
+            backlog=int(options["backlog"]),  # type: ignore[arg-type]
             server=str(options["server"] or conf.embeddings().get("SERVER", "daphne")),
         )
         if opts.drain_timeout_s <= 0:
             raise CommandError("--drain-timeout must be > 0")
+        if opts.backlog < 1:
+            raise CommandError("--backlog must be >= 1")
         workers = int(options["workers"])  # type: ignore[arg-type]
         if workers < 1:
             raise CommandError("--workers must be >= 1")

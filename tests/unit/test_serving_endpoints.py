@@ -1,0 +1,21 @@
+"""daphne's listening endpoints carry `serve --backlog` (Twisted's own default is 50)."""
+
+from __future__ import annotations
+
+from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
+
+from vectors.serving import ServeOptions, daphne_endpoints
+
+
+def test_tcp_and_unix_endpoints_listen_with_the_backlog_asked_for():
+    tcp = daphne_endpoints(ServeOptions(host="127.0.0.1", port=8123, backlog=777))
+    unix = daphne_endpoints(ServeOptions(unix_socket="/tmp/embed.sock", backlog=777))
+    assert len(tcp) == len(unix) == 1
+    assert serverFromString(reactor, tcp[0])._backlog == 777
+    assert serverFromString(reactor, unix[0])._backlog == 777
+
+
+def test_the_default_is_uvicorns_2048_and_an_inherited_socket_keeps_its_own():
+    assert serverFromString(reactor, daphne_endpoints(ServeOptions())[0])._backlog == 2048
+    assert daphne_endpoints(ServeOptions(fd=5)) == ["fd:fileno=5"]
