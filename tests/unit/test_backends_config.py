@@ -152,6 +152,38 @@ def test_native_bf16_is_read_from_the_cpu_flags():
     assert cpu_has_bf16("processor\t: 0\n") is None
 
 
+def test_int8_dot_product_instructions_are_read_from_the_cpu_flags():
+    from vectors.engine.support import cpu_has_int8_dot
+
+    assert cpu_has_int8_dot("flags\t\t: fpu fma avx avx2 sha_ni\n") is False  # Zen 3: AVX2 only
+    assert cpu_has_int8_dot("flags\t\t: fpu avx2 avx512f avx512_vnni\n") is True
+    assert cpu_has_int8_dot("flags\t\t: fpu avx2 avx_vnni\n") is True
+    assert cpu_has_int8_dot("flags\t\t: fpu amx_int8 amx_tile\n") is True
+    assert cpu_has_int8_dot("Features\t: fp asimd asimddp\n") is True  # Arm
+    assert cpu_has_int8_dot("processor\t: 0\n") is None
+
+
+def test_openvino_int8_on_a_cpu_without_int8_dot_products_warns_and_names_onnx_int8(
+    model_path, tmp_path, monkeypatch, caplog
+):
+    from vectors.engine import support
+    from vectors.engine.config import ModelConfig
+    from vectors.engine.encoder import Encoder
+
+    config = ModelConfig(
+        "o8", model_path, device="cpu", backend="openvino", dtype="int8", cache_dir=str(tmp_path), warmup=False
+    )
+    monkeypatch.setattr(support, "cpu_has_int8_dot", lambda: False)
+    with caplog.at_level("WARNING", logger="vectors.engine.backends"):
+        Encoder(config)
+    assert any("dot-product" in r.getMessage() and "onnx" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    monkeypatch.setattr(support, "cpu_has_int8_dot", lambda: True)
+    with caplog.at_level("WARNING", logger="vectors.engine.backends"):
+        Encoder(config)
+    assert not any("dot-product" in r.getMessage() for r in caplog.records)
+
+
 def test_torch_bf16_on_a_cpu_without_bf16_warns_that_it_is_emulated(model_path, monkeypatch, caplog):
     from vectors.engine import support
     from vectors.engine.config import ModelConfig
