@@ -38,7 +38,6 @@ class BatchStats:
 
     size: int
     requests: int
-    padded_tokens: int
     inference_ms: float
 
 
@@ -428,7 +427,7 @@ class MicroBatcher:
         if counts is not None:
             counts = _unsort(counts, batch.order)
         size = len(batch.tokens)
-        self._record(size, len(batch.slices), _longest(counts, batch.tokens) * size, elapsed_ms)
+        self._record(size, len(batch.slices), elapsed_ms)
         offset = 0
         for piece in batch.slices:
             width = piece.stop - piece.start
@@ -470,13 +469,12 @@ class MicroBatcher:
                 finally:
                     self._call_ended(lane)
                 elapsed_ms = (self.clock() - started) * 1000
-                longest = _longest(counts, piece.pending.tokens[piece.start : piece.stop])
-                self._record(len(texts), 1, longest * len(texts), elapsed_ms)
+                self._record(len(texts), 1, elapsed_ms)
                 self._deliver(piece, rows, elapsed_ms, len(texts), counts)
         finally:
             self._release(lane, wide)
 
-    def _record(self, size: int, requests: int, padded: int, inference_ms: float) -> None:
+    def _record(self, size: int, requests: int, inference_ms: float) -> None:
         self.counters.batches += 1
         self.counters.sizes.append(size)
         if len(self.counters.sizes) > 4096:
@@ -485,7 +483,7 @@ class MicroBatcher:
         # an idle service never waits.
         self._under_load = self.config.max_wait_ms > 0 and size >= self.config.max_batch_size // 4
         if self._on_batch is not None:
-            self._on_batch(BatchStats(size, requests, padded, inference_ms))
+            self._on_batch(BatchStats(size, requests, inference_ms))
 
     def _deliver(
         self, piece: _Slice, rows: np.ndarray, inference_ms: float, batch_size: int, counts: np.ndarray | None
@@ -558,11 +556,6 @@ def _rows_and_counts(result: object) -> tuple[np.ndarray, np.ndarray | None]:
         rows, counts = result
         return rows, None if counts is None else np.asarray(counts, dtype=np.int64)
     return result, None  # type: ignore[return-value]
-
-
-def _longest(counts: np.ndarray | None, tokens: Sequence[int]) -> int:
-    """The longest text of a batch in tokens: the model call's own counts, else the submitted ones."""
-    return int(counts.max()) if counts is not None else max(tokens)
 
 
 def _unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
