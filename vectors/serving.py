@@ -141,6 +141,18 @@ def track_channels() -> None:
     HTTPFactory.buildProtocol = build_and_track  # type: ignore[method-assign]
 
 
+def skip_twisted_access_log() -> None:
+    """Stop Twisted formatting an access-log line per request that nothing shows.
+
+    daphne's factory keeps Twisted's default log file, so every answered request was formatted in
+    Apache's combined format and published to Twisted's logging: 28 us a request, 3 % of the event loop's
+    time at 100 connections. The access log of `serve --access-log` comes from daphne's action logger instead.
+    """
+    from daphne.http_protocol import HTTPFactory
+
+    HTTPFactory.log = lambda factory, request: None  # type: ignore[method-assign]
+
+
 def run_server(opts: ServeOptions, out: IO[str]) -> None:
     """Warm the models, listen, serve until SIGTERM/SIGINT, then drain and exit."""
     from channels.routing import get_default_application
@@ -183,6 +195,7 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
             out.flush()
 
     track_channels()
+    skip_twisted_access_log()
     server = Runner(
         app,
         endpoints=endpoints,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import cosines
+from tests.conftest import cosines, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -94,3 +95,19 @@ def test_the_listening_socket_queues_a_burst_of_connections(embed_server):
     somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
     backlogs = [int(line.split()[2]) for line in listing.splitlines() if line.startswith("LISTEN")]
     assert backlogs == [min(2048, somaxconn)], listing
+
+
+@pytest.mark.parametrize("server_name", ["daphne", "uvicorn"])
+def test_access_log_writes_one_line_per_request(server_name, tmp_path):
+    server = start_server(tmp_path, args=("--server", server_name, "--access-log"))
+    try:
+        assert httpx.get(f"{server.url}/get_vector", params={"sentence": "logged"}, timeout=30).status_code == 200
+        assert httpx.get(f"{server.url}/no-such-page", timeout=30).status_code == 404
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "/no-such-page" not in server.log():
+            time.sleep(0.1)
+    finally:
+        stop_server(server)
+    lines = server.log().splitlines()
+    assert any("GET /get_vector" in line and " 200" in line for line in lines), server.log()
+    assert any("GET /no-such-page" in line and " 404" in line for line in lines), server.log()
