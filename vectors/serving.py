@@ -250,8 +250,9 @@ def daphne_endpoints(opts: ServeOptions) -> list[str]:
 
     Twisted listens with a backlog of 50. When a burst of new connections outruns the loop's accepts
     (1000 clients connecting while the loop serves batches), the kernel drops the SYNs beyond it and the
-    clients retry after 1, 3, 7 s: that was daphne's p99 of 9.9 s at 1000 connections. uvicorn's default
-    is 2048, and so is ours. An inherited socket (`--fd`) keeps the backlog it was bound with.
+    clients retry after 1, 3, 7 s: that was daphne's p99 of 6-10 s at 1000 connections (4 s with 2048).
+    uvicorn's default is 2048, and so is ours. An inherited socket (`--fd`) keeps the backlog it was bound
+    with.
     """
     from daphne.endpoints import build_endpoint_description_strings
 
