@@ -33,6 +33,21 @@ def test_prepare_model_exports_once_and_then_finds_the_artifact(tmp_path):
     assert "plain: torch fp32 on cpu: nothing to export" in first
     assert "fast: onnx int8 on cpu: exported (2 steps)" in first and str(tmp_path) in first
     assert "fast: onnx int8 on cpu: already prepared" in second and "plain" not in second
+    for output in (first, second):  # the int8 model is held to the quality guard; torch fp32 is the reference
+        [row] = [line for line in output.splitlines() if line.startswith("fast ")]
+        assert " ok " in row and "onnx" in row and "int8" in row
+        assert not any(line.startswith("plain ") for line in output.splitlines())
+
+
+def test_prepare_model_fails_on_a_model_below_its_quality_tolerance(tmp_path, monkeypatch):
+    from vectors.quality import guard
+
+    monkeypatch.setitem(guard.TOLERANCES, "int8", guard.Tolerance(0.99999, 0.9999, 1.0))  # int8 cannot reach this
+    with settings_with(str(tmp_path), {"NAME": "fast", "BACKEND": "onnx", "DTYPE": "int8"}):
+        with pytest.raises(CommandError, match="below the quality tolerance: fast"):
+            run("prepare_model")
+        skipped = run("prepare_model", "--skip-quality")
+    assert "fast: onnx int8 on cpu: already prepared" in skipped and "quality" not in skipped
 
 
 def test_prepare_model_refuses_an_unknown_name(tmp_path):

@@ -107,3 +107,19 @@ def run_guard(
             references[config.path] = encode_all(make_encoder(reference_config(config)).encode, texts)
         verdicts.append(judge(config, references[config.path], texts, make_encoder))
     return verdicts
+
+
+HEADER = f"{'model':<24} {'backend':<9} {'dtype':<5} {'mean cos':>9} {'worst':>8} {'top-5':>6}  verdict"
+
+
+def format_verdict(verdict: Verdict) -> str:
+    """Return one table row for `verdict` (under HEADER)."""
+    head = f"{verdict.name:<24} {verdict.backend:<9} {verdict.dtype:<5}"
+    if verdict.agreement is None:
+        return f"{head} {'-':>9} {'-':>8} {'-':>6}  skipped: {verdict.skipped}"
+    a, t = verdict.agreement, verdict.tolerance
+    mark = "ok" if verdict.passed else "FAIL"
+    return (
+        f"{head} {a.mean_cosine:9.5f} {a.worst_cosine:8.5f} {a.top_k_agreement:6.3f}  {mark} "
+        f"(needs >= {t.mean_cosine} / {t.worst_cosine} / {t.top_k_agreement})"
+    )

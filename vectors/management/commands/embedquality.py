@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ... import conf
 from ...quality.corpus import quality_corpus
-from ...quality.guard import CPU_COMBINATIONS, Verdict, run_guard
+from ...quality.guard import CPU_COMBINATIONS, HEADER, format_verdict, run_guard
 
 
 class Command(BaseCommand):
@@ -47,19 +47,3 @@ class Command(BaseCommand):
         failed = [v.name for v in verdicts if not v.passed and not (options["all"] and v.skipped)]
         if failed:
             raise CommandError(f"below tolerance or not loadable: {', '.join(failed)}")
-
-
-HEADER = f"{'model':<24} {'backend':<9} {'dtype':<5} {'mean cos':>9} {'worst':>8} {'top-5':>6}  verdict"
-
-
-def format_verdict(verdict: Verdict) -> str:
-    """Return one table row for `verdict`."""
-    head = f"{verdict.name:<24} {verdict.backend:<9} {verdict.dtype:<5}"
-    if verdict.agreement is None:
-        return f"{head} {'-':>9} {'-':>8} {'-':>6}  skipped: {verdict.skipped}"
-    a, t = verdict.agreement, verdict.tolerance
-    mark = "ok" if verdict.passed else "FAIL"
-    return (
-        f"{head} {a.mean_cosine:9.5f} {a.worst_cosine:8.5f} {a.top_k_agreement:6.3f}  {mark} "
-        f"(needs >= {t.mean_cosine} / {t.worst_cosine} / {t.top_k_agreement})"
-    )

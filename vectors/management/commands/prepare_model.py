@@ -1,4 +1,6 @@
-"""Load each configured model once so its onnx/openvino export (and int8 rewrite) is on disk before serving."""
+"""Load each configured model once so its onnx/openvino export (and int8 rewrite) is on disk before serving,
+then hold every model that is not torch fp32 to the quality guard: a deploy step that runs this fails
+instead of serving a faster model that is a worse one."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from ... import conf
 from ...engine import export
 from ...engine.encoder import Encoder
 from ...engine.errors import ModelLoadError
+from ...quality.guard import HEADER, format_verdict, run_guard
 
 
 class Command(BaseCommand):
@@ -17,6 +20,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--model", action="append", default=[], help="Only this model name (repeatable).")
+        parser.add_argument(
+            "--skip-quality",
+            action="store_true",
+            help="Do not compare the prepared models with torch fp32 on the quality corpus (the guard).",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         configs = conf.model_configs()
@@ -24,6 +32,7 @@ class Command(BaseCommand):
         unknown = sorted(set(wanted) - {c.name for c in configs})
         if unknown:
             raise CommandError(f"unknown model(s) {unknown}; configured: {[c.name for c in configs]}")
+        judged = []
         for config in configs:
             if wanted and config.name not in wanted:
                 continue
@@ -43,3 +52,17 @@ class Command(BaseCommand):
                 )
             else:
                 self.stdout.write(f"{head}: already prepared, loaded in {took} from {encoder.artifact}")
+            if (config.backend, config.dtype) != ("torch", "fp32"):
+                judged.append(config)
+        if judged and not options["skip_quality"]:
+            verdicts = run_guard(judged)
+            self.stdout.write("quality against torch fp32 of the same model (manage.py embedquality):")
+            self.stdout.write(HEADER)
+            for verdict in verdicts:
+                self.stdout.write(format_verdict(verdict))
+            failed = [v.name for v in verdicts if not v.passed]
+            if failed:
+                raise CommandError(
+                    f"below the quality tolerance: {', '.join(failed)}; pick another dtype or backend for it "
+                    "(--skip-quality prepares it anyway)"
+                )
