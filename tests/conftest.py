@@ -96,8 +96,9 @@ def stop_server(server: LiveServer, timeout_s: float = 30) -> int:
 
 @pytest.fixture(scope="session", params=["daphne", "uvicorn"])
 def embed_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
-    """One real server per ASGI server for the whole session (default settings, default model)."""
-    server = start_server(tmp_path_factory.mktemp(f"live-{request.param}"), args=("--server", request.param))
+    """One real server per ASGI server for the whole session (default settings and model, access log on)."""
+    args = ("--server", request.param, "--access-log")
+    server = start_server(tmp_path_factory.mktemp(f"live-{request.param}"), args=args)
     yield server
     stop_server(server)
 
