@@ -348,8 +348,11 @@ def _tolerant_httptools_protocol() -> object:
     llhttp takes everything after such a request's headers for the new protocol, so uvicorn handed the
     app an empty body (400 "input: This field is required."). The offer is optional (RFC 9113 dropped
     it); renaming that one header before parsing answers in HTTP/1.1, as daphne does. WebSocket upgrades
-    are untouched. An offer split across two TCP reads is not caught (clients write headers at once).
-    Falls back to uvicorn's own choice where httptools is missing.
+    are untouched. Over a network the header block can arrive in pieces, cut inside that line: while a
+    request's headers are incomplete, the unfinished last line of a read waits for the next read (no
+    request can start before its headers end, so nothing waits that could be answered). Not caught: an
+    offer cut in a read that also ends the body of a pipelined request before it (clients do not
+    pipeline). Falls back to uvicorn's own choice where httptools is missing.
     """
     import re
 
@@ -359,11 +362,30 @@ def _tolerant_httptools_protocol() -> object:
         return "auto"
 
     h2c_offer = re.compile(rb"(\r\n)upgrade([ \t]*:[ \t]*h2c[ \t]*\r\n)", re.IGNORECASE)
+    longest_held = 8192  # an unfinished header line longer than this goes to the parser as it is
 
     class TolerantHttpToolsProtocol(HttpToolsProtocol):
+        _in_headers = True  # a connection starts with a request's headers
+        _held = b""
+
         def data_received(self, data: bytes) -> None:
+            if self._held:
+                data, self._held = self._held + data, b""
+            if self._in_headers and b"\r\n\r\n" not in data:
+                cut = data.rfind(b"\r\n")
+                if cut >= 0 and len(data) - cut <= longest_held:
+                    data, self._held = data[:cut], data[cut:]
             if b"2c" in data or b"2C" in data:
                 data = h2c_offer.sub(rb"\1x-h2c-ignored\2", data)
-            super().data_received(data)
+            if data:
+                super().data_received(data)
+
+        def on_headers_complete(self) -> None:
+            self._in_headers = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_headers = True  # the next bytes on this connection start the next request
+            super().on_message_complete()
 
     return TolerantHttpToolsProtocol

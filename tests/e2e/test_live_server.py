@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -107,3 +109,37 @@ def test_access_log_writes_one_line_per_request(embed_server):
     lines = embed_server.log().splitlines()
     assert any("GET /get_vector" in line and " 200" in line for line in lines), embed_server.log()[-2000:]
     assert any("GET /no-such-page" in line and " 404" in line for line in lines), embed_server.log()[-2000:]
+
+
+def test_an_h2c_offer_split_across_two_tcp_segments_keeps_its_body(embed_server, reference):
+    """Over a real network the header block can arrive in pieces, the split inside `Upgrade: h2c`."""
+    body = json.dumps({"input": "a split upgrade offer"}).encode()
+    head = (
+        "POST /v1/embeddings HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        "Upgrade: h2c\r\nHTTP2-Settings: AAEAAEAAAAIAAAAAAAMAAAAAAAQBAAAAAAUAAEAA\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    split = head.index(b"Upgrade: h2c") + len(b"Upgr")
+    host, port = embed_server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(2):  # twice on one keep-alive connection: the second request is cut the same way
+            conn.sendall(head[:split])
+            time.sleep(0.2)  # the server reads the first piece on its own
+            conn.sendall(head[split:] + body)
+            answer = b""
+            while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _content_length(answer):
+                chunk = conn.recv(65536)
+                assert chunk, answer
+                answer += chunk
+            assert answer.split(b"\r\n", 1)[0].startswith(b"HTTP/1.1 200"), answer[:500]
+            vector = np.asarray(json.loads(answer.split(b"\r\n\r\n", 1)[1])["data"][0]["embedding"])
+            assert cosines(vector[None, :], reference.encode(["a split upgrade offer"]))[0] >= 0.9999
+
+
+def _content_length(answer: bytes) -> int:
+    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 1 << 30
