@@ -32,7 +32,7 @@ class Command(BaseCommand):
         unknown = sorted(set(wanted) - {c.name for c in configs})
         if unknown:
             raise CommandError(f"unknown model(s) {unknown}; configured: {[c.name for c in configs]}")
-        judged = []
+        judged: dict[str, Encoder] = {}  # models to hold to the guard, with the encoder just loaded
         for config in configs:
             if wanted and config.name not in wanted:
                 continue
@@ -52,10 +52,12 @@ class Command(BaseCommand):
                 )
             else:
                 self.stdout.write(f"{head}: already prepared, loaded in {took} from {encoder.artifact}")
-            if (config.backend, config.dtype) != ("torch", "fp32"):
-                judged.append(config)
-        if judged and not options["skip_quality"]:
-            verdicts = run_guard(judged)
+            if (config.backend, config.dtype) != ("torch", "fp32") and not options["skip_quality"]:
+                judged[config.name] = encoder
+        if judged:
+            # The models judged are the encoders already loaded; only each model's reference loads anew.
+            judged_configs = [c for c in configs if c.name in judged]
+            verdicts = run_guard(judged_configs, make_encoder=lambda c: judged.pop(c.name, None) or Encoder(c))
             self.stdout.write("quality against torch fp32 of the same model (manage.py embedquality):")
             self.stdout.write(HEADER)
             for verdict in verdicts:
