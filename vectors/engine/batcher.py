@@ -328,10 +328,7 @@ class MicroBatcher:
             self._submit(asyncio.get_running_loop(), lane, wide, batch)
         except RuntimeError:  # the lane's executor has shut down: the service is stopping
             self._call_ended(lane)
-            self._inflight.pop(lane, None)
-            self._busy[lane] = False
-            if wide:
-                self._wide_running = False
+            self._free(lane, wide)
             self._abandon(batch)
 
     def _submit(self, loop: asyncio.AbstractEventLoop, lane: int, wide: bool, batch: _Batch) -> None:
@@ -395,11 +392,16 @@ class MicroBatcher:
         # A call past its deadline has now returned: its lane is usable again.
         self._stuck_lanes.discard(lane)
 
-    def _release(self, lane: int, wide: bool) -> None:
+    def _free(self, lane: int, wide: bool) -> None:
+        """Mark `lane` idle, with nothing in flight on it."""
         self._inflight.pop(lane, None)
         self._busy[lane] = False
         if wide:
             self._wide_running = False
+
+    def _release(self, lane: int, wide: bool) -> None:
+        """Free `lane` and start what waits (or let the run task decide to wait for a fuller batch)."""
+        self._free(lane, wide)
         if self.config.max_wait_ms > 0:
             self._wake.set()  # the run task decides whether to wait for a fuller batch
         else:
