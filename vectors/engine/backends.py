@@ -33,6 +33,10 @@ TRACE_CHECK = [
 ]
 
 
+# A model call's fixed cost in padded tokens, for length_groups (measured: bench/README-backends.md).
+CALL_COST = 16
+
+
 def length_groups(lengths: np.ndarray, call_cost: int) -> list[np.ndarray]:
     """Split a batch's rows into groups of similar token length, each to be one model call.
 
@@ -104,7 +108,7 @@ class TorchRunner:
     traced, or whose trace disagrees, runs eagerly, with a warning naming why.
     """
 
-    CALL_COST = 16  # a call's fixed cost in padded tokens, for length_groups (measured: bench/README-backends.md)
+    CALL_COST = CALL_COST
 
     def __init__(self, model: object, device: str, dtype: str, jit: bool = False) -> None:
         self.model = model
@@ -232,7 +236,7 @@ class TorchRunner:
 class _TokenizingRunner:
     """Shared part of the exported backends: tokenise like sentence-transformers, then run a graph."""
 
-    CALL_COST = 16  # a call's fixed cost in padded tokens, for length_groups (measured: bench/README-backends.md)
+    CALL_COST = CALL_COST
 
     def __init__(self, tokenizer: object, max_seq_length: int, artifact: Path) -> None:
         self.tokenizer = tokenizer
