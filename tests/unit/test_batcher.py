@@ -220,3 +220,38 @@ async def test_token_counts_from_the_model_call_come_back_in_each_requests_order
     assert alone.tokens.tolist() == [101]
     plain = await make(executor, FakeEncoder()).submit(["x"], [1])
     assert plain.tokens is None  # a call that returns rows alone: the submitted counts stand
+
+
+async def test_a_split_request_that_fails_gives_its_queued_texts_back_to_the_queue_room(executor):
+    encoder = FakeEncoder(poison="POISON")
+    batcher = make(executor, encoder, max_batch_size=4, max_queue_inputs=12)
+    texts = ["POISON", *(f"text {i}" for i in range(9))]
+    with pytest.raises(EncodeFailed):
+        await asyncio.wait_for(batcher.submit(texts, [3] * len(texts)), 5)
+    assert batcher.queued_inputs == 0  # the six texts never taken no longer count against the queue
+    result = await asyncio.wait_for(batcher.submit([f"after {i}" for i in range(8)], [3] * 8), 5)
+    assert result.rows.tolist() == [expected(f"after {i}") for i in range(8)]
+    assert all("text 8" not in call for call in encoder.calls)  # the failed request's rest was not run
+
+
+async def test_rows_that_do_not_fit_the_texts_fail_the_request_instead_of_leaving_it_waiting(executor):
+    calls = []
+
+    def short(texts):
+        calls.append(list(texts))
+        rows = np.array([expected(t) for t in texts], dtype=np.float32)
+        return rows[:-1] if texts[0].startswith("broken") else rows
+
+    batcher = MicroBatcher(short, BatcherConfig(), executor)
+    with pytest.raises(EncodeFailed, match="internal batcher failure"):
+        await asyncio.wait_for(batcher.submit(["broken a", "broken b"], [3, 3]), 5)
+    assert batcher.queued_inputs == 0
+    result = await asyncio.wait_for(batcher.submit(["fine"], [3]), 5)
+    assert result.rows.tolist() == [expected("fine")]
+
+
+async def test_an_empty_submit_is_refused_rather_than_queued(executor):
+    batcher = make(executor, FakeEncoder())
+    with pytest.raises(ValueError, match="at least one text"):
+        await batcher.submit([], [])
+    assert batcher.queued_inputs == 0

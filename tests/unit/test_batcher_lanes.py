@@ -487,3 +487,22 @@ async def test_engine_stays_unhealthy_while_another_lane_is_still_past_its_deadl
     await until(lambda: batcher.healthy)
     result = await asyncio.wait_for(batcher.submit(["after recovery"], [2]), 5)
     assert result.rows.tolist() == [expected("after recovery")]
+
+
+async def test_a_failing_follow_on_leaves_the_next_batch_to_the_loop(lanes):
+    def encode(texts):
+        time.sleep(0.005)
+        return np.array([expected(t) for t in texts], dtype=np.float32)
+
+    batcher = MicroBatcher(encode, BatcherConfig(max_batch_size=4, split_min_inputs=2), lanes, narrow_encode=encode)
+    tried = []
+
+    def broken_follow_on(lane):
+        tried.append(lane)
+        raise RuntimeError("bug in the encode thread's batch taking")
+
+    batcher._follow_on = broken_follow_on  # type: ignore[method-assign]
+    texts = [f"t{i}" for i in range(40)]
+    results = await asyncio.wait_for(asyncio.gather(*(batcher.submit([t], [2]) for t in texts)), 5)
+    assert [r.rows.tolist() for r in results] == [[expected(t)] for t in texts]
+    assert tried  # the encode threads did try, and the loop took over each time

@@ -172,6 +172,8 @@ class MicroBatcher:
             EngineStopped: the batcher is draining or stopped (answer 503).
             EncodeFailed: the model raised on these inputs (answer 500).
         """
+        if not texts:
+            raise ValueError("submit needs at least one text")  # a batch could never take it: _run would spin
         if not self._accepting:
             raise EngineStopped("the service is draining and takes no new work")
         if self._stuck_lanes:
@@ -292,6 +294,7 @@ class MicroBatcher:
         while self._queue and len(texts) < cap:
             pending = self._queue[0]
             if pending.dropped or pending.future.done():
+                self._unqueue(pending)  # (a no-op for a dropped one: its count went when it was dropped)
                 self._queue.popleft()
                 continue
             start = pending.taken
@@ -342,7 +345,12 @@ class MicroBatcher:
         """
 
         def finished(done: Future) -> None:  # runs in the encode thread
-            follow = None if wide or done.exception() is not None else self._follow_on(lane)
+            follow = None
+            if not wide and done.exception() is None:
+                try:
+                    follow = self._follow_on(lane)
+                except Exception:  # a bug here must not leave the lane marked busy for good
+                    logger.exception("taking the next batch in the encode thread failed; the loop takes it")
             abandoned = None
             if follow is not None:
                 try:
@@ -423,24 +431,31 @@ class MicroBatcher:
             return
         if follow is None:
             self._release(lane, wide)
-        rows, counts = _rows_and_counts(done.result())
-        elapsed_ms = (self.clock() - batch.started) * 1000
-        unsorted = _unsort(rows, batch.order)
-        if counts is not None:
-            counts = _unsort(counts, batch.order)
         size = len(batch.tokens)
-        self._record(size, len(batch.slices), elapsed_ms)
-        offset = 0
-        for piece in batch.slices:
-            width = piece.stop - piece.start
-            part = None if counts is None else counts[offset : offset + width]
-            self._deliver(piece, unsorted[offset : offset + width], elapsed_ms, size, part)
-            offset += width
+        elapsed_ms = (self.clock() - batch.started) * 1000
+        try:
+            rows, counts = _rows_and_counts(done.result())
+            unsorted = _unsort(rows, batch.order)
+            if counts is not None:
+                counts = _unsort(counts, batch.order)
+            offset = 0
+            for piece in batch.slices:
+                width = piece.stop - piece.start
+                part = None if counts is None else counts[offset : offset + width]
+                self._deliver(piece, unsorted[offset : offset + width], elapsed_ms, size, part)
+                offset += width
+            self._record(size, len(batch.slices), elapsed_ms)
+        except Exception as exc:  # noqa: BLE001 - rows that do not fit the texts, or a failing hook: fail, never hang
+            logger.exception("could not deliver a batch of %d texts", size)
+            for piece in batch.slices:
+                if not piece.pending.future.done():
+                    self._drop(piece.pending)
+                    piece.pending.future.set_exception(EncodeFailed(f"internal batcher failure: {type(exc).__name__}"))
 
     def _abandon(self, batch: _Batch) -> None:
         """Fail the waiters of a batch taken for a lane that could no longer run it."""
         for piece in batch.slices:
-            piece.pending.dropped = True
+            self._drop(piece.pending)
             if not piece.pending.future.done():
                 piece.pending.future.set_exception(EngineStopped("the encode lane has stopped"))
 
@@ -466,7 +481,7 @@ class MicroBatcher:
                         piece.pending.future.set_exception(
                             EncodeFailed(f"the model failed on this input: {type(exc).__name__}")
                         )
-                    piece.pending.dropped = True
+                    self._drop(piece.pending)  # the rest of a split request is not run either
                     continue
                 finally:
                     self._call_ended(lane)
