@@ -212,6 +212,24 @@ def pg_database(django_db_blocker):
 
 
 @pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for a live server's DATABASE_URL; skips where none answers."""
+    import uuid
+
+    import psycopg
+
+    name = f"embedservice_e2e_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_SERVER}: {exc}")
+    yield f"{POSTGRES_SERVER}/{name}"
+    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
 def pg(pg_database, django_db_blocker):
     """The `pg` alias, open for this test, with an empty request log afterwards."""
     from django.db import connections

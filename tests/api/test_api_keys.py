@@ -76,6 +76,55 @@ async def test_per_key_rate_limit_answers_429_with_retry_after(client, monkeypat
     assert int({k.lower(): v for k, v in headers.items()}["retry-after"]) >= 1
 
 
+async def test_a_placeholder_or_an_unknown_key_costs_one_lookup_not_one_per_request(client, monkeypatch):
+    lookups = []
+    real = auth._lookup
+
+    def counted(raw):
+        lookups.append(raw)
+        return real(raw)
+
+    monkeypatch.setattr(auth, "_lookup", counted)
+    for _ in range(3):
+        assert (await get(client, "unused"))[0] == 200  # an OpenAI SDK's placeholder, keys optional
+    with keys_required():
+        for _ in range(3):
+            assert (await get(client, "not-a-key"))[0] == 401
+    assert lookups == ["unused", "not-a-key"]
+
+
+def key_store_down(monkeypatch):
+    from django.db import OperationalError
+
+    def down(manager, key):
+        raise OperationalError("could not connect to server: Connection refused")
+
+    monkeypatch.setattr(type(APIKey.objects), "get_from_key", down)
+
+
+async def test_with_the_key_store_down_known_keys_and_placeholders_pass_and_unknown_keys_get_503(
+    client, monkeypatch, caplog
+):
+    from asgiref.sync import sync_to_async
+
+    _, raw = await sync_to_async(APIKey.objects.create_key)(name="java-batch")
+    now = [1000.0]
+    monkeypatch.setattr(auth, "clock", lambda: now[0])
+    with keys_required():
+        assert (await get(client, raw))[0] == 200  # verified: trusted for EMBED_API_KEY_CACHE_S
+    key_store_down(monkeypatch)
+    now[0] += 600  # long past that
+    with keys_required():
+        status, _, _ = await get(client, raw)
+        assert status == 200  # trusted until the database answers again
+        status, body, headers = await get(client, "never-seen-before")
+        assert status == 503 and body["error"]["code"] == "key_store_unavailable"
+        assert int({k.lower(): v for k, v in headers.items()}["retry-after"]) >= 1
+    status, _, _ = await get(client, "unused")  # keys optional: the placeholder passes
+    assert status == 200
+    assert "API key store unavailable (OperationalError)" in caplog.text
+
+
 def test_the_raw_key_is_stored_nowhere_and_logged_nowhere(capsys, caplog):
     caplog.set_level(logging.DEBUG)
     call_command("apikey", "create", "audited")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-import uuid
 
 import httpx
 import psycopg
 import pytest
 
-from tests.conftest import POSTGRES_SERVER, start_server, stop_server
+from tests.conftest import start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -108,19 +107,6 @@ async def test_sigterm_writes_the_buffered_rows_before_exit(tmp_path):
     finally:
         assert stop_server(server) == 0
     assert sqlite_rows(tmp_path / "db.sqlite3") == seen
-
-
-@pytest.fixture
-def postgres_url():
-    name = f"embedservice_e2e_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True, connect_timeout=3) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_SERVER}: {exc}")
-    yield f"{POSTGRES_SERVER}/{name}"
-    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_on_postgresql_every_request_has_its_row(tmp_path, postgres_url):
