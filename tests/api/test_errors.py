@@ -23,3 +23,16 @@ def test_envelope_with_lone_surrogates_serialises():
         "param": "field\\udc00",
         "code": "invalid_request",
     }
+
+
+async def test_content_negotiation_failures_are_json_errors_not_500s():
+    from django.test import AsyncClient
+
+    django_client = AsyncClient()
+    r = await django_client.get("/v1/models", {"format": "xml"})  # DRF: no renderer for ?format= -> Http404
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
+    r = await django_client.get("/v1/models", headers={"Accept": "application/xml"})  # DRF: NotAcceptable
+    assert r.status_code == 406
+    assert r.json()["error"]["code"] == "not_acceptable"
+    assert "application/json" in r.json()["error"]["message"]

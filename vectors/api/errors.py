@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import RequestDataTooBig
-from django.http import JsonResponse
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -83,6 +83,19 @@ class RouteNotFound(ApiError):
     status_code = 404
     default_detail = "no such route"
     default_code = "not_found"
+
+
+class NotAcceptable(ApiError):
+    status_code = 406
+    default_detail = "this route answers application/json only"
+    default_code = "not_acceptable"
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    default_detail = "not allowed"
+    default_code = "permission_denied"
+    error_type = "permission_error"
 
 
 class MethodNotAllowed(ApiError):
@@ -178,6 +191,12 @@ def as_api_error(exc: Exception) -> ApiError | None:
         return MethodNotAllowed(str(exc.detail))
     if isinstance(exc, drf.NotFound):
         return RouteNotFound(str(exc.detail))
+    if isinstance(exc, Http404):  # e.g. DRF's answer to a ?format= it has no renderer for
+        return RouteNotFound(str(exc) or "not found")
+    if isinstance(exc, drf.NotAcceptable):
+        return NotAcceptable("cannot answer in any type the Accept header allows; this route answers application/json")
+    if isinstance(exc, (drf.PermissionDenied, PermissionDenied)):
+        return Forbidden(str(exc) or "not allowed")
     if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
         return Unauthorized(str(exc.detail))
     if isinstance(exc, drf.Throttled):
