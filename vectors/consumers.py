@@ -158,7 +158,8 @@ class EmbedConsumer(AsyncJsonWebsocketConsumer):
             )
             return
         limit = conf.limits().max_body_bytes
-        if len(text_data) > limit:
+        # The limit is in bytes, as for HTTP bodies; a character is up to 4 bytes of UTF-8.
+        if len(text_data) > limit or (len(text_data) * 4 > limit and len(text_data.encode()) > limit):
             await self.send_json(error_frame(None, PayloadTooLarge(f"frame is larger than {limit} bytes")))
             return
         try:

@@ -41,3 +41,10 @@ async def test_both_adapters_treat_odd_queries_and_media_types_alike():
         assert odd_query.status_code == 200
         odd_type = await client.post("/v1/embeddings", b'{"input": "x"}', "application/x-json")
         assert odd_type.status_code == 415
+
+
+async def test_a_clients_request_id_comes_back_byte_for_byte():
+    client = AsgiClient()
+    r = await client.client.get("/get_vector", params={"sentence": "traced"}, headers={"x-request-id": b"caf\xe9-42"})
+    assert r.status_code == 200
+    assert (b"x-request-id", b"caf\xe9-42") in r.headers.raw

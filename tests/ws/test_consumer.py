@@ -356,3 +356,19 @@ async def test_each_message_is_accounted_like_an_http_request(monkeypatch):
     assert good["status"] == 200 and good["outcome"].model == "all-MiniLM-L6-v2" and good["inputs"] == 2
     assert bad["status"] == 400 and bad["error_code"] == "invalid_request" and bad["outcome"] is None
     assert good["request_id"] != bad["request_id"] and good["total_ms"] > 0
+
+
+async def test_the_frame_limit_counts_utf8_bytes_not_characters():
+    from django.conf import settings
+    from django.test import override_settings
+
+    with override_settings(EMBEDDINGS={**settings.EMBEDDINGS, "MAX_BODY_BYTES": 1000}):
+        socket = await connected()
+        wide = '{"id": 1, "input": "' + "天" * 400 + '"}'  # 422 characters, 1222 bytes
+        await socket.send_to(text_data=wide)
+        reply = await answer(socket)
+        assert reply["error"]["code"] == "payload_too_large"
+        await socket.send_to(text_data='{"id": 2, "input": "' + "天" * 300 + '"}')  # 322 characters, 922 bytes
+        reply = await answer(socket)
+        assert reply["id"] == 2 and len(reply["embeddings"][0]) == 384
+        await socket.disconnect()

@@ -138,8 +138,9 @@ class FastEmbeddingApp:
             (b"content-length", str(len(body)).encode()),
             (b"x-content-type-options", b"nosniff"),
         ]
-        headers += [(k.encode(), v.encode()) for k, v in accounting.timing_headers(request_id, total_ms, outcome)]
-        headers += [(k.encode(), v.encode()) for k, v in extra]
+        # latin-1, as the request's headers were read: a client's X-Request-ID comes back byte for byte.
+        timing = accounting.timing_headers(request_id, total_ms, outcome)
+        headers += [(k.encode(), v.encode("latin-1")) for k, v in [*timing, *extra]]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         error = payload.get("error") if status != 200 and isinstance(payload, dict) else None
