@@ -119,6 +119,23 @@ def test_export_runs_once_and_a_second_load_reuses_it(model_path, tmp_path):
     assert compressed[0].artifact == compressed[1].artifact != first.artifact
 
 
+def test_an_export_killed_half_way_or_a_corrupt_artifact_is_exported_again(model_path, tmp_path, reference, caplog):
+    config = ModelConfig("fp32", model_path, device="cpu", backend="onnx", dtype="fp32", cache_dir=str(tmp_path))
+    target = export.artifact_dir(model_path, "onnx-fp32", str(tmp_path))
+    leftover = target.parent / f".{target.name}-killed"  # the scratch directory of a killed export
+    leftover.mkdir(parents=True)
+    (leftover / export.ARTIFACT).write_bytes(b"half an onnx file")
+    before = export.exports["onnx-fp32"]
+    Encoder(config)
+    assert not leftover.exists() and export.exports["onnx-fp32"] == before + 1
+    (target / export.ARTIFACT).write_bytes(b"truncated by a crash")  # still "complete": meta.json is there
+    healed = Encoder(config)
+    assert export.exports["onnx-fp32"] == before + 2
+    assert "onnxruntime cannot load" in caplog.text and "exporting it again" in caplog.text
+    texts = ["a corrupt cache heals itself", "一个损坏的缓存"]
+    assert cosines(healed.encode(texts), reference.encode(texts)).min() >= 0.9999
+
+
 def test_a_library_upgrade_gives_a_new_artifact_key(model_path, monkeypatch):
     key = export.artifact_key(model_path, "onnx-int8")
     assert export.artifact_key(model_path, "onnx-fp32") != key != export.artifact_key(model_path, "onnx-w8")

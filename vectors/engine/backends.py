@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import support
-from .errors import ModelLoadError
+from .errors import ArtifactUnreadable, ModelLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +241,12 @@ class _TokenizingRunner:
     def __init__(self, tokenizer: object, max_seq_length: int, artifact: Path) -> None:
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
-        self.input_names: list[str] = json.loads((artifact.parent / "meta.json").read_text())["inputs"]
+        try:
+            self.input_names: list[str] = json.loads((artifact.parent / "meta.json").read_text())["inputs"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ArtifactUnreadable(
+                f"cannot read {artifact.parent / 'meta.json'}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     @property
     def counts_tokens(self) -> bool:
@@ -292,7 +297,7 @@ class OnnxRunner(_TokenizingRunner):
         try:
             self.session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for a bad file
-            raise ModelLoadError(f"onnxruntime cannot load {artifact}: {exc}") from exc
+            raise ArtifactUnreadable(f"onnxruntime cannot load {artifact}: {exc}") from exc
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return np.asarray(self.session.run(None, feeds)[0], dtype=np.float32)
@@ -343,7 +348,7 @@ class OpenVinoRunner(_TokenizingRunner):
         try:
             self.compiled = core.compile_model(core.read_model(str(artifact)), "CPU", config)
         except Exception as exc:  # openvino raises RuntimeError subclasses of its own
-            raise ModelLoadError(f"openvino cannot compile {artifact}: {exc}") from exc
+            raise ArtifactUnreadable(f"openvino cannot compile {artifact}: {exc}") from exc
         self._requests = threading.local()  # an infer request serves one call at a time: one per thread
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:

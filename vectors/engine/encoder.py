@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from . import support
 from .config import ModelConfig
-from .errors import ModelLoadError
+from .errors import ArtifactUnreadable, ModelLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -119,16 +120,33 @@ class Encoder:
         package = support.missing_package(config.backend)
         if package:
             raise ModelLoadError(f"model {config.name!r}: backend {config.backend!r} needs the package {package!r}")
-        from .export import ensure_artifact
+        from .export import discard, ensure_artifact
 
         variant = "onnx-fp32"
         if config.dtype == "int8":
             variant = "onnx-int8" if config.backend == "onnx" else "onnx-w8"
-        artifact = ensure_artifact(self.model, config.path, variant, config.cache_dir)
-        self.artifact = str(artifact)
-        if config.backend == "onnx":
-            return backends.OnnxRunner(self.tokenizer, self.max_seq_length, artifact, threads)
-        return backends.OpenVinoRunner(self.tokenizer, self.max_seq_length, artifact, threads, config.dtype, streams)
+
+        def load() -> Runner:
+            artifact = ensure_artifact(self.model, config.path, variant, config.cache_dir)
+            self.artifact = str(artifact)
+            if config.backend == "onnx":
+                return backends.OnnxRunner(self.tokenizer, self.max_seq_length, artifact, threads)
+            return backends.OpenVinoRunner(
+                self.tokenizer, self.max_seq_length, artifact, threads, config.dtype, streams
+            )
+
+        self.artifact = ""
+        try:
+            return load()
+        except ArtifactUnreadable as exc:
+            logger.warning("model %r: %s; exporting it again", config.name, exc)
+        discard(Path(self.artifact).parent)
+        try:
+            return load()
+        except ArtifactUnreadable as exc:
+            raise ModelLoadError(
+                f"model {config.name!r}: the {variant} export does not load after a new export: {exc}"
+            ) from exc
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Return each text's token count with special tokens, before any truncation."""

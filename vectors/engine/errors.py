@@ -11,6 +11,10 @@ class ModelLoadError(EngineError):
     """The model could not be loaded from the configured path or hub id."""
 
 
+class ArtifactUnreadable(ModelLoadError):
+    """An exported artifact on disk that the runtime cannot read (truncated or damaged): export it again."""
+
+
 class QueueFull(EngineError):
     """The queue holds as many inputs as allowed; the caller should retry later."""
 

@@ -5,7 +5,9 @@ write, else under the cache directory (EMBED_CACHE_DIR) - always so for a model 
 or loaded by hub id. Its key covers the model's files (name, size, mtime), the variant and the
 versions of every library that shapes the graph, so an upgrade re-exports instead of loading a stale
 file. Several processes starting at once export once: the first holds a file lock, the others wait
-and then find the finished artifact. Nothing here downloads anything.
+and then find the finished artifact. An export killed half-way leaves only a scratch directory, which
+the next export removes; an artifact that is there but does not load is exported again once
+(vectors.engine.encoder). Nothing here downloads anything.
 """
 
 from __future__ import annotations
@@ -143,8 +145,18 @@ def ensure_artifact(model: object, model_path: str, variant: str, cache_dir: str
     return target / ARTIFACT
 
 
+def discard(target: Path) -> None:
+    """Remove an artifact directory that exists but does not load (a truncated file after a crash)."""
+    with locked(target.parent / f"{target.name}.lock"):
+        shutil.rmtree(target, ignore_errors=True)
+
+
 def _build(model: object, model_path: str, variant: str, target: Path, source: Path | None) -> None:
     started = time.perf_counter()
+    # Scratch directories of an export that was killed before it finished: nobody else builds this
+    # target while we hold its lock, so whatever is there is left over.
+    for leftover in target.parent.glob(f".{target.name}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         if source is None:
