@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -135,14 +136,35 @@ class MemorySink:
         pass
 
 
+@pytest.fixture(scope="session", autouse=True)
+def request_log_between_tests():
+    """Between tests too, the process recorder writes into a list.
+
+    A request that ends after its test (a task still finishing) would otherwise create the real
+    recorder, whose writer thread then writes into the test database in the middle of a later test:
+    stray rows, and on SQLite in memory "database table is locked" for that test's own queries.
+    """
+    from vectors import conf, recorder
+
+    log = recorder.Recorder(conf.log_config(), MemorySink())
+    previous = recorder.set_recorder(log)
+    yield log
+    log.stop(timeout_s=1)
+    recorder.set_recorder(previous)
+
+
 @pytest.fixture(autouse=True)
-def request_log():
+def request_log(request_log_between_tests):
     """Every test gets its own request-log recorder writing into a list, never into the database.
 
     Without this, API tests would start the process recorder's writer thread, which writes into the
     test database behind pytest-django's back. `request_log.entries()` flushes and returns what was logged.
+    While the test runs, a change of EMBEDDINGS (override_settings) does not swap this recorder for a
+    database one (vectors.recorder resets itself on that signal, for the settings' new log config).
     """
     from dataclasses import replace
+
+    from django.core.signals import setting_changed
 
     from vectors import conf, recorder
 
@@ -150,9 +172,15 @@ def request_log():
     log = recorder.Recorder(replace(conf.log_config(), flush_ms=10), sink)
     log.entries = lambda: (log.flush(5), sink.entries)[1]
     previous = recorder.set_recorder(log)
-    yield log
-    log.stop(timeout_s=1)
-    recorder.set_recorder(previous)
+    setting_changed.disconnect(recorder._reset)
+    try:
+        yield log
+    finally:
+        setting_changed.connect(recorder._reset)
+        log.stop(timeout_s=1)
+        current = recorder.set_recorder(previous)
+        if current is not None and current is not log:  # a test installed its own and left it: stop its writer
+            current.stop(timeout_s=1)
 
 
 @pytest.fixture
@@ -180,53 +208,52 @@ def pg_database(django_db_blocker):
 
     Skips (with the reason) when no PostgreSQL answers on 127.0.0.1:5432.
     """
-    import uuid
-
     import dj_database_url
-    import psycopg
     from django.db import connections
 
     from vectors.models import BenchmarkRun, RequestLog
 
-    name = f"embedservice_test_{uuid.uuid4().hex[:8]}"
+    with postgres_database("embedservice_test") as name:
+        config = dj_database_url.parse(f"{POSTGRES_SERVER}/{name}")
+        connections.settings[PG_ALIAS] = connections.configure_settings(
+            {"default": connections.settings["default"], PG_ALIAS: config}
+        )[PG_ALIAS]
+        with django_db_blocker.unblock():
+            with connections[PG_ALIAS].schema_editor() as editor:
+                editor.create_model(RequestLog)
+                editor.create_model(BenchmarkRun)
+            connections[PG_ALIAS].close()
+        yield PG_ALIAS
+        with django_db_blocker.unblock():
+            connections[PG_ALIAS].close()
+        del connections.settings[PG_ALIAS]
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """Create an empty database on the local PostgreSQL server, drop it afterwards; skip where none answers."""
+    import uuid
+
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     try:
         with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True, connect_timeout=3) as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_SERVER}: {exc}")
-    config = dj_database_url.parse(f"{POSTGRES_SERVER}/{name}")
-    connections.settings[PG_ALIAS] = connections.configure_settings(
-        {"default": connections.settings["default"], PG_ALIAS: config}
-    )[PG_ALIAS]
-    with django_db_blocker.unblock():
-        with connections[PG_ALIAS].schema_editor() as editor:
-            editor.create_model(RequestLog)
-            editor.create_model(BenchmarkRun)
-        connections[PG_ALIAS].close()
-    yield PG_ALIAS
-    with django_db_blocker.unblock():
-        connections[PG_ALIAS].close()
-    del connections.settings[PG_ALIAS]
-    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for a live server's DATABASE_URL; skips where none answers."""
-    import uuid
-
-    import psycopg
-
-    name = f"embedservice_e2e_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True, connect_timeout=3) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_SERVER}: {exc}")
-    yield f"{POSTGRES_SERVER}/{name}"
-    with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("embedservice_e2e") as name:
+        yield f"{POSTGRES_SERVER}/{name}"
 
 
 @pytest.fixture

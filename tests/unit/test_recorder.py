@@ -316,3 +316,15 @@ def test_add_costs_microseconds():
     per_add_us = (time.perf_counter() - started) / len(entries) * 1e6
     assert per_add_us < 100  # generous: typically ~1 us, but this is a shared, busy machine
     rec.stop()
+
+
+def test_overriding_embeddings_in_a_test_keeps_its_list_recorder(request_log):
+    # vectors.recorder resets itself when EMBEDDINGS change; under the test fixture that would swap the
+    # list recorder for one writing into the test database from a thread of its own, at any later time.
+    from django.conf import settings
+    from django.test import override_settings
+
+    from vectors import recorder
+
+    with override_settings(EMBEDDINGS={**settings.EMBEDDINGS, "LOG_FLUSH_MS": 50}):
+        assert recorder.get_recorder() is request_log
