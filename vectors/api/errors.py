@@ -192,7 +192,7 @@ def as_api_error(exc: Exception) -> ApiError | None:
     if isinstance(exc, drf.NotFound):
         return RouteNotFound(str(exc.detail))
     if isinstance(exc, Http404):  # e.g. DRF's answer to a ?format= it has no renderer for
-        return RouteNotFound(str(exc) or "not found")
+        return RouteNotFound(str(exc) or "not found: this route answers ?format=json or no ?format at all")
     if isinstance(exc, drf.NotAcceptable):
         return NotAcceptable("cannot answer in any type the Accept header allows; this route answers application/json")
     if isinstance(exc, (drf.PermissionDenied, PermissionDenied)):
