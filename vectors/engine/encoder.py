@@ -135,9 +135,8 @@ class Encoder:
                 self.tokenizer, self.max_seq_length, artifact, threads, config.dtype, streams
             )
 
-        self.artifact = ""
         try:
-            return load()
+            return load()  # a runner raises ArtifactUnreadable only after load() has set self.artifact
         except ArtifactUnreadable as exc:
             logger.warning("model %r: %s; exporting it again", config.name, exc)
         discard(Path(self.artifact).parent)
