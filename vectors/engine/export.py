@@ -121,6 +121,11 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def locked_artifact(target: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold the lock of one artifact directory: whoever builds or removes it holds this one."""
+    return locked(target.parent / f"{target.name}.lock")
+
+
 def ensure_artifact(model: object, model_path: str, variant: str, cache_dir: str) -> Path:
     """Return the path of the model's ONNX file of `variant`, exporting it first if no valid one exists.
 
@@ -135,7 +140,7 @@ def ensure_artifact(model: object, model_path: str, variant: str, cache_dir: str
     if is_complete(target):
         return target / ARTIFACT
     try:
-        with locked(target.parent / f"{target.name}.lock"):
+        with locked_artifact(target):
             if is_complete(target):
                 return target / ARTIFACT
             source = ensure_artifact(model, model_path, "onnx-fp32", cache_dir) if variant in RECIPES else None
@@ -147,7 +152,7 @@ def ensure_artifact(model: object, model_path: str, variant: str, cache_dir: str
 
 def discard(target: Path) -> None:
     """Remove an artifact directory that exists but does not load (a truncated file after a crash)."""
-    with locked(target.parent / f"{target.name}.lock"):
+    with locked_artifact(target):
         shutil.rmtree(target, ignore_errors=True)
 
 
