@@ -159,12 +159,8 @@ def request_log(request_log_between_tests):
 
     Without this, API tests would start the process recorder's writer thread, which writes into the
     test database behind pytest-django's back. `request_log.entries()` flushes and returns what was logged.
-    While the test runs, a change of EMBEDDINGS (override_settings) does not swap this recorder for a
-    database one (vectors.recorder resets itself on that signal, for the settings' new log config).
     """
     from dataclasses import replace
-
-    from django.core.signals import setting_changed
 
     from vectors import conf, recorder
 
@@ -172,11 +168,9 @@ def request_log(request_log_between_tests):
     log = recorder.Recorder(replace(conf.log_config(), flush_ms=10), sink)
     log.entries = lambda: (log.flush(5), sink.entries)[1]
     previous = recorder.set_recorder(log)
-    setting_changed.disconnect(recorder._reset)
     try:
         yield log
     finally:
-        setting_changed.connect(recorder._reset)
         log.stop(timeout_s=1)
         current = recorder.set_recorder(previous)
         if current is not None and current is not log:  # a test installed its own and left it: stop its writer

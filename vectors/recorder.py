@@ -18,17 +18,18 @@ __all__ = ["RETRY_FIRST_S", "LogEntry", "Recorder", "Sink", "add_request", "get_
 TEXT_SAMPLE_CHARS = 200  # RequestLog.text_sample's size
 
 _recorder: Recorder | None = None
+_from_settings: Recorder | None = None  # the one get_recorder() made from settings; only it follows them
 _create_lock = threading.Lock()
 
 
 def get_recorder() -> Recorder:
     """Return this process's recorder, writing to the database in settings (created on first use)."""
-    global _recorder
+    global _recorder, _from_settings
     if _recorder is None:
         with _create_lock:
             if _recorder is None:
                 config = conf.log_config()
-                _recorder = Recorder(config, DatabaseSink(config.database, config.max_rows))
+                _recorder = _from_settings = Recorder(config, DatabaseSink(config.database, config.max_rows))
     return _recorder
 
 
@@ -87,5 +88,7 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 @receiver(setting_changed)
 def _reset(*, setting: str, **kwargs: object) -> None:
-    if setting == "EMBEDDINGS" and _recorder is not None:
+    # The recorder made from settings is made again from the new ones. One installed with set_recorder
+    # (a test's) is its installer's: replacing it would start a database writer behind the test's back.
+    if setting == "EMBEDDINGS" and _recorder is not None and _recorder is _from_settings:
         set_recorder(None).stop(timeout_s=1.0)  # type: ignore[union-attr]

@@ -318,9 +318,9 @@ def test_add_costs_microseconds():
     rec.stop()
 
 
-def test_overriding_embeddings_in_a_test_keeps_its_list_recorder(request_log):
-    # vectors.recorder resets itself when EMBEDDINGS change; under the test fixture that would swap the
-    # list recorder for one writing into the test database from a thread of its own, at any later time.
+def test_a_settings_change_remakes_only_the_recorder_made_from_settings(request_log):
+    # An installed recorder (here the test fixture's list) is its installer's: were it swapped for one made
+    # from settings, that one would write into the test database from a thread of its own, at any later time.
     from django.conf import settings
     from django.test import override_settings
 
@@ -328,3 +328,10 @@ def test_overriding_embeddings_in_a_test_keeps_its_list_recorder(request_log):
 
     with override_settings(EMBEDDINGS={**settings.EMBEDDINGS, "LOG_FLUSH_MS": 50}):
         assert recorder.get_recorder() is request_log
+    recorder.set_recorder(None)
+    made = recorder.get_recorder()  # from settings (nothing is added, so its writer never starts)
+    with override_settings(EMBEDDINGS={**settings.EMBEDDINGS, "LOG_FLUSH_MS": 50}):
+        remade = recorder.get_recorder()
+        assert remade is not made and remade.config.flush_ms == 50
+    recorder.set_recorder(request_log)
+    remade.stop(timeout_s=1)
