@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -379,6 +379,36 @@ async def test_close_fails_running_and_queued_waiters_and_leaves_no_task(lanes, 
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
 
 
+async def test_close_cancels_the_inference_deadlines_of_the_calls_still_running(lanes, log):
+    batcher, narrow, waiting = await both_lanes_held(lanes, log, [f"t{i}" for i in range(20)])
+    deadlines = list(batcher._deadlines.values())
+    assert len(deadlines) == 2
+    await asyncio.wait_for(batcher.close(), 5)
+    results = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 5)
+    assert all(isinstance(r, EngineStopped) for r in results), results
+    # Left scheduled, each would fire after the batcher is gone: log an error and turn readiness false.
+    assert all(deadline.cancelled() for deadline in deadlines)
+    assert batcher.healthy
+
+
+async def test_close_answers_a_batch_a_lane_took_itself_just_before_and_schedules_no_deadline_for_it(lanes, log):
+    batcher, narrow, waiting = await both_lanes_held(lanes, log, [f"t{i}" for i in range(20)], max_batch_size=4)
+    assert batcher.queued_inputs == 12
+    # The loop is held while lane 0's call ends: the lane takes t8-t11 itself (`_follow_on`) and starts
+    # that call (held at a fresh gate), but the loop hears of it only after close() has failed every
+    # waiter it knew of.
+    ended = narrow.gates[LANE0]
+    narrow.entered[LANE0].clear()
+    narrow.hold(LANE0)
+    ended.set()
+    assert narrow.entered[LANE0].wait(5)
+    await batcher.close()  # not wait_for: close() must run before the loop's callback of lane 0
+    await asyncio.sleep(0)
+    assert all(w.done() for w in waiting), [i for i, w in enumerate(waiting) if not w.done()]
+    assert all(isinstance(w.exception(), EngineStopped) for w in waiting)
+    assert all(deadline.cancelled() for deadline in batcher._deadlines.values())
+
+
 async def test_close_during_the_isolation_of_a_failed_batch_cancels_it_and_leaves_no_task(lanes, log):
     narrow = log.fake("narrow", poison="POISON", meet=True)
     narrow.hold_alone("held")
@@ -448,6 +478,30 @@ async def test_an_overdue_call_on_one_lane_fails_its_waiters_while_the_other_lan
         else:
             assert isinstance(result, EngineStuck), result
     assert not batcher.healthy
+    narrow.release(LANE1)
+    await until(lambda: batcher.healthy and log.active == 0)
+
+
+async def test_an_overdue_call_on_one_lane_leaves_the_other_lanes_call_and_the_queue_to_be_served(lanes, log):
+    narrow = log.fake("narrow")
+    narrow.hold(LANE0, LANE1)
+    batcher = make(lanes, log.fake("wide"), narrow, split_min_inputs=1)  # a lone request runs narrow
+    on_lane0 = asyncio.ensure_future(batcher.submit(["on lane 0"], [3]))
+    await entered(narrow, LANE0)
+    # Only the call started next, on lane 1, gets a deadline short enough to pass during the test.
+    batcher.config = replace(batcher.config, inference_timeout_ms=50)
+    on_lane1 = asyncio.ensure_future(batcher.submit(["on lane 1"], [3]))
+    await entered(narrow, LANE1)
+    queued = asyncio.ensure_future(batcher.submit(["queued"], [3]))
+    with pytest.raises(EngineStuck):
+        await asyncio.wait_for(on_lane1, 5)
+    await asyncio.sleep(0)
+    assert not on_lane0.done() and not queued.done(), "lane 1's deadline failed waiters it was not running"
+    assert batcher.queued_inputs == 1
+    narrow.release(LANE0)  # lane 0 answers its own call, then runs the queued request
+    results = await asyncio.wait_for(asyncio.gather(on_lane0, queued), 5)
+    assert [r.rows.tolist() for r in results] == [[expected("on lane 0")], [expected("queued")]]
+    assert [c.thread for c in log.calls if c.texts == ["queued"]] == [LANE0]
     narrow.release(LANE1)
     await until(lambda: batcher.healthy and log.active == 0)
 

@@ -146,6 +146,7 @@ class MicroBatcher:
         self._under_load = False
         self._stuck_lanes: set[int] = set()  # lanes whose call has run past the inference deadline
         self._accepting = True
+        self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
         self.counters = BatcherCounters()
@@ -214,6 +215,7 @@ class MicroBatcher:
     async def close(self) -> None:
         """Stop the batcher task; any waiter left gets EngineStopped."""
         self.stop_accepting()
+        self._closed = True
         # Fail every waiter first: a cancelled isolation task releases its lane, and with it the
         # record of the requests it had not re-run yet.
         self._fail_all(EngineStopped("the batcher was stopped"))
@@ -226,6 +228,11 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 pass
         self._fail_all(EngineStopped("the batcher was stopped"))
+        # A call still running in a lane returns later or never; its waiters are answered, and its
+        # deadline firing after the batcher is gone would only log an error and turn readiness false.
+        for deadline in self._deadlines.values():
+            deadline.cancel()
+        self._deadlines.clear()
 
     # -- the queue-owning task ------------------------------------------------------------
 
@@ -391,7 +398,9 @@ class MicroBatcher:
     def _overdue(self, lane: int, size: int) -> None:
         self._stuck_lanes.add(lane)
         logger.error("model call on %d texts passed the inference deadline", size)
-        self._fail_all(EngineStuck("the model has not answered within the inference deadline"))
+        # Only this lane's call is late: the other lanes go on answering their own calls and the queue.
+        error = EngineStuck("the model has not answered within the inference deadline")
+        self._fail_slices(self._inflight.get(lane, []), error)
 
     def _call_ended(self, lane: int) -> None:
         deadline = self._deadlines.pop(lane, None)
@@ -421,7 +430,12 @@ class MicroBatcher:
         self._call_ended(lane)
         if follow is not None:  # the lane already runs its next batch (`_follow_on`)
             self._inflight[lane] = follow.slices
-            self._watch(lane, len(follow.texts))
+            if self._closed:
+                # Taken in the lane's thread before close() failed every waiter it knew of: these get its
+                # answer too, and no deadline is scheduled to outlive the batcher.
+                self._fail_slices(follow.slices, EngineStopped("the batcher was stopped"))
+            else:
+                self._watch(lane, len(follow.texts))
         exc = done.exception()
         if exc is not None:
             logger.warning("batch of %d texts failed (%s); isolating", len(batch.tokens), exc)
@@ -454,10 +468,7 @@ class MicroBatcher:
 
     def _abandon(self, batch: _Batch) -> None:
         """Fail the waiters of a batch taken for a lane that could no longer run it."""
-        for piece in batch.slices:
-            self._drop(piece.pending)
-            if not piece.pending.future.done():
-                piece.pending.future.set_exception(EngineStopped("the encode lane has stopped"))
+        self._fail_slices(batch.slices, EngineStopped("the encode lane has stopped"))
 
     def _batch_ended(self, task: asyncio.Task) -> None:
         self._batch_tasks.discard(task)
@@ -550,6 +561,13 @@ class MicroBatcher:
         pending.future.set_exception(
             QueueTimeout(f"waited {self.config.queue_timeout_ms:.0f} ms without reaching the model")
         )
+
+    def _fail_slices(self, slices: list[_Slice], error: Exception) -> None:
+        """Fail the requests of `slices`; what is left of a split one is not run either."""
+        for piece in slices:
+            self._drop(piece.pending)
+            if not piece.pending.future.done():
+                piece.pending.future.set_exception(error)
 
     def _fail_all(self, error: Exception) -> None:
         for piece in [piece for slices in self._inflight.values() for piece in slices]:
