@@ -141,6 +141,15 @@ def track_channels() -> None:
     HTTPFactory.buildProtocol = build_and_track  # type: ignore[method-assign]
 
 
+def requests_on_channels() -> bool:
+    """True while a daphne connection holds a request not yet answered, its body still arriving included.
+
+    daphne calls the application only once the whole body is in, so the in-flight count misses an upload
+    begun before the drain; exiting under it would cut the connection instead of answering it.
+    """
+    return any(getattr(getattr(protocol, "_channel", protocol), "requests", None) for protocol in list(_channels))
+
+
 def skip_twisted_access_log() -> None:
     """Stop Twisted formatting an access-log line per request that nothing shows.
 
@@ -210,7 +219,7 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
         deadline = time.monotonic() + opts.drain_timeout_s
 
         def poll() -> None:
-            if app.settled():
+            if app.settled() and not requests_on_channels():
                 finish()
             elif time.monotonic() >= deadline:
                 warn_overdue(app)
