@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,6 +136,62 @@ def test_an_export_killed_half_way_or_a_corrupt_artifact_is_exported_again(model
     assert "onnxruntime cannot load" in caplog.text and "exporting it again" in caplog.text
     texts = ["a corrupt cache heals itself", "一个损坏的缓存"]
     assert cosines(healed.encode(texts), reference.encode(texts)).min() >= 0.9999
+
+
+@pytest.fixture
+def read_only(monkeypatch: pytest.MonkeyPatch):
+    """Make a directory tree read-only the way a read-only volume is; writable again after the test."""
+    made: list[Path] = []
+
+    def make(root: Path) -> None:
+        for path in [root, *root.rglob("*")]:
+            path.chmod(path.stat().st_mode & ~0o222)
+        made.append(root)
+        if os.geteuid() == 0:
+            # Root writes through chmod, but not through a read-only mount, where os.access says so (EROFS)
+            # even to root. Simulated here: os.access refuses writes under root; that anything was written
+            # there anyway is what the caller checks (the listing of the volume stays as it was).
+            real = os.access
+
+            def access(path: object, mode: int, *args: object, **kwargs: object) -> bool:
+                if mode & os.W_OK and Path(os.fspath(path)).resolve().is_relative_to(root.resolve()):
+                    return False
+                return real(path, mode, *args, **kwargs)
+
+            monkeypatch.setattr(os, "access", access)
+
+    yield make
+    for root in made:
+        for path in [root, *root.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+
+
+@pytest.mark.parametrize("layout", ["next to the model", "in the cache dir"])
+def test_a_prepared_artifact_on_a_read_only_volume_loads_on_openvino_without_writing_there(
+    layout, model_path, tmp_path, read_only, reference, caplog
+):
+    volume, data = tmp_path / "volume", tmp_path / "data"
+    if layout == "next to the model":  # a model folder of our own: its artifact is made beside it
+        model, cache_dir = volume / "minilm", data / "models"
+        shutil.copytree(model_path, model)
+    else:  # an installed model: its artifact is made under EMBED_CACHE_DIR, here on the volume too
+        model, cache_dir = Path(model_path), volume / "models"
+    options = {"device": "cpu", "cache_dir": str(cache_dir)}
+    Encoder(ModelConfig("build", str(model), backend="onnx", **options))  # the image build prepares the export
+    prepared = export.artifact_dir(str(model), "onnx-fp32", str(cache_dir))
+    assert prepared.is_relative_to(volume) and export.is_complete(prepared)
+    read_only(volume)
+    listing = sorted(volume.rglob("*"))
+    before = export.exports["onnx-fp32"]
+    encoder = Encoder(ModelConfig("ov", str(model), backend="openvino", **options))
+    assert encoder.artifact == str(prepared / export.ARTIFACT) and export.exports["onnx-fp32"] == before
+    assert sorted(volume.rglob("*")) == listing  # nothing written (and nothing tried: it would fail there)
+    if layout == "next to the model":  # the compiled blobs go to the writable cache dir instead
+        assert list((cache_dir / export.COMPILE_CACHE).rglob("*.blob"))
+    else:  # nowhere writable: no compile cache, and the log says why
+        assert "not writable" in caplog.text and "without a compile cache" in caplog.text
+    texts = ["a read-only volume", "ein schreibgeschütztes Volume"]
+    assert cosines(encoder.encode(texts), reference.encode(texts)).min() >= 0.9999
 
 
 def test_a_library_upgrade_gives_a_new_artifact_key(model_path, monkeypatch):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -13,6 +12,7 @@ import numpy as np
 
 from . import support
 from .errors import ArtifactUnreadable, ModelLoadError
+from .export import artifact_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -241,12 +241,7 @@ class _TokenizingRunner:
     def __init__(self, tokenizer: object, max_seq_length: int, artifact: Path) -> None:
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
-        try:
-            self.input_names: list[str] = json.loads((artifact.parent / "meta.json").read_text())["inputs"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ArtifactUnreadable(
-                f"cannot read {artifact.parent / 'meta.json'}: {type(exc).__name__}: {exc}"
-            ) from exc
+        self.input_names: list[str] = artifact_inputs(artifact)
 
     @property
     def counts_tokens(self) -> bool:
@@ -310,12 +305,22 @@ class OpenVinoRunner(_TokenizingRunner):
     activations on the fly, per group of INT8_GROUP input features, and multiplies in int8 (VNNI
     where the CPU has it). 128 measured fastest (Xeon Ice Lake, one thread, batches of 128 of similar
     length, 3 rounds: 411-424 texts per CPU second; 64: 318-423; 256: 344-370; fp32 178-235).
+
+    compile_cache: the folder where OpenVINO keeps the compiled model, so that later starts skip
+    compiling (vectors.engine.export.compile_cache_dir); None: compile at every start.
     """
 
     INT8_GROUP = 128
 
     def __init__(
-        self, tokenizer: object, max_seq_length: int, artifact: Path, threads: int, dtype: str, streams: int = 1
+        self,
+        tokenizer: object,
+        max_seq_length: int,
+        artifact: Path,
+        threads: int,
+        dtype: str,
+        streams: int = 1,
+        compile_cache: Path | None = None,
     ) -> None:
         super().__init__(tokenizer, max_seq_length, artifact)
         import openvino as ov
@@ -331,8 +336,9 @@ class OpenVinoRunner(_TokenizingRunner):
         config = {
             "INFERENCE_NUM_THREADS": threads * streams,
             "INFERENCE_PRECISION_HINT": "bf16" if dtype == "bf16" else "f32",
-            "CACHE_DIR": str(artifact.parent / "openvino-cache"),  # compiled blobs: later starts skip compiling
         }
+        if compile_cache is not None:
+            config["CACHE_DIR"] = str(compile_cache)
         if dtype == "int8":
             config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = self.INT8_GROUP
             if support.cpu_has_int8_dot() is False:

@@ -120,7 +120,7 @@ class Encoder:
         package = support.missing_package(config.backend)
         if package:
             raise ModelLoadError(f"model {config.name!r}: backend {config.backend!r} needs the package {package!r}")
-        from .export import discard, ensure_artifact
+        from .export import compile_cache_dir, discard, ensure_artifact
 
         variant = "onnx-fp32"
         if config.dtype == "int8":
@@ -131,8 +131,9 @@ class Encoder:
             self.artifact = str(artifact)
             if config.backend == "onnx":
                 return backends.OnnxRunner(self.tokenizer, self.max_seq_length, artifact, threads)
+            cache = compile_cache_dir(artifact, config.cache_dir)
             return backends.OpenVinoRunner(
-                self.tokenizer, self.max_seq_length, artifact, threads, config.dtype, streams
+                self.tokenizer, self.max_seq_length, artifact, threads, config.dtype, streams, cache
             )
 
         try:

@@ -1,0 +1,128 @@
+"""The export cache (vectors.engine.export): what keys an artifact, where it lives, and how a damaged one heals."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cosines
+from vectors.engine import export
+from vectors.engine.config import ModelConfig
+from vectors.engine.encoder import Encoder
+from vectors.engine.errors import ArtifactUnreadable
+
+REPO = "example-org/minilm"
+OLD = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+NEW = "fa97f6e7cb1a59073dff9e6b13e2715cf7475ac9"
+
+
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache of this test's own, offline: nothing is ever downloaded."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-home" / "hub"
+    monkeypatch.setenv("HF_HOME", str(cache.parent))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads these once, at import; the loaders read the module's values on every call.
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def add_snapshot(cache: Path, repo: str, revision: str, model_path: str) -> Path:
+    """Lay out the packaged model as `repo` at `revision`, as a hub download leaves it (refs/main names it)."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = folder / "snapshots" / revision
+    for file in Path(model_path).rglob("*"):
+        if file.is_file():
+            link = snapshot / file.relative_to(model_path)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(file)  # the hub cache links each file to a blob; here the blob is the packaged file
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text(revision)
+    return snapshot
+
+
+def test_a_hub_id_gets_a_new_artifact_when_its_cached_snapshot_moves_to_a_new_revision(
+    model_path, hub_cache, tmp_path, reference
+):
+    cache_dir = str(tmp_path / "artifacts")
+    uncached = export.artifact_dir(REPO, "onnx-fp32", cache_dir)  # not in the cache: keyed by its name alone
+    add_snapshot(hub_cache, REPO, OLD, model_path)
+    config = ModelConfig("hub", REPO, device="cpu", backend="onnx", cache_dir=cache_dir)
+    before = export.exports["onnx-fp32"]
+    first = Encoder(config)
+    add_snapshot(hub_cache, REPO, NEW, model_path)  # a new revision: refs/main now names it
+    second = Encoder(config)
+    assert export.exports["onnx-fp32"] == before + 2  # the artifact of the old snapshot is not reused
+    assert len({first.artifact, second.artifact, str(uncached / export.ARTIFACT)}) == 3
+    (hub_cache / f"models--{REPO.replace('/', '--')}" / "refs" / "main").write_text(OLD)
+    assert export.artifact_dir(REPO, "onnx-fp32", cache_dir) == Path(first.artifact).parent  # stable per revision
+    texts = ["a snapshot of its own", "eine neue Revision"]
+    assert cosines(second.encode(texts), reference.encode(texts)).min() >= 0.9999
+
+
+def matmul_graph() -> bytes:
+    """A small valid ONNX graph with one constant MatMul weight, serialised."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((8, 4), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [weight],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def fp32_export(source: Path, graph: bytes) -> Path:
+    """Write `graph` as a finished fp32 export at `source` (its meta.json beside it)."""
+    source.write_bytes(graph)
+    (source.parent / export.META).write_text(json.dumps({"inputs": ["x"]}))
+    return source
+
+
+@pytest.mark.parametrize("damage", ["graph cut short", "graph file empty", "meta.json damaged"])
+def test_a_damaged_fp32_export_is_unreadable_to_the_int8_rewrite(damage, tmp_path):
+    source = tmp_path / "fp32" / export.ARTIFACT
+    source.parent.mkdir()
+    graph = matmul_graph()
+    export.quantize_file(fp32_export(source, graph), tmp_path / "whole.onnx", "onnx-int8")  # the undamaged one rewrites
+    if damage == "graph cut short":
+        source.write_bytes(graph[: len(graph) // 2])
+    elif damage == "graph file empty":
+        source.write_bytes(b"")  # parses as an empty model: no graph at all
+    else:
+        (source.parent / export.META).write_text('{"inputs": ["x"')
+    with pytest.raises(ArtifactUnreadable):
+        export.quantize_file(source, tmp_path / "int8.onnx", "onnx-int8")
+
+
+def test_an_int8_artifact_over_a_damaged_fp32_export_exports_the_fp32_source_again_once(
+    model_path, tmp_path, reference, caplog
+):
+    cache_dir = str(tmp_path)
+    inputs = {"inputs": ["input_ids", "attention_mask", "token_type_ids"]}
+    # Both "complete" (meta.json there) but damaged, as a crash or a bad disk leaves them: the int8
+    # artifact must be rebuilt, and the fp32 export it is rebuilt from does not load either.
+    for variant in ("onnx-fp32", "onnx-int8"):
+        target = export.artifact_dir(model_path, variant, cache_dir)
+        target.mkdir(parents=True)
+        (target / export.META).write_text(json.dumps(inputs))
+        (target / export.ARTIFACT).write_bytes(b"truncated by a crash")
+    before = {variant: export.exports[variant] for variant in ("onnx-fp32", "onnx-int8")}
+    encoder = Encoder(ModelConfig("int8", model_path, device="cpu", backend="onnx", dtype="int8", cache_dir=cache_dir))
+    assert export.exports["onnx-fp32"] == before["onnx-fp32"] + 1
+    assert export.exports["onnx-int8"] == before["onnx-int8"] + 1
+    assert "onnx cannot load" in caplog.text and "exporting onnx-fp32 again" in caplog.text
+    texts = ["a damaged source heals once", "一个损坏的源文件"]
+    assert cosines(encoder.encode(texts), reference.encode(texts)).min() >= 0.98
+    assert os.path.getsize(export.artifact_dir(model_path, "onnx-fp32", cache_dir) / export.ARTIFACT) > 10**6
