@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
-from django.test import AsyncClient
+from django.conf import settings
+from django.test import AsyncClient, override_settings
 
 
 class Answer:
@@ -55,3 +58,56 @@ class AsgiClient:
 @pytest.fixture(params=["drf", "asgi"])
 def client(request):
     return DrfClient() if request.param == "drf" else AsgiClient()
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "drf"])
+def fast_path(request):
+    """The full ASGI app with EMBED_FAST_PATH on (the lean route answers) or off (the DRF views answer)."""
+    with override_settings(EMBEDDINGS={**settings.EMBEDDINGS, "FAST_PATH": request.param}):
+        yield request.param
+
+
+async def send_raw(
+    path: str, chunks: list[bytes], headers: list[tuple[bytes, bytes]], method: str = "POST", query: bytes = b""
+) -> Answer:
+    """Send one request through the full ASGI app with exactly these headers, one http.request per chunk.
+
+    No client library in between: a body in several chunks with no Content-Length (Transfer-Encoding:
+    chunked) or a request with no Content-Type arrives as a server would hand it over.
+    """
+    from embedservice.asgi import application
+
+    messages = [{"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks]
+    messages.append({"type": "http.request", "body": b"", "more_body": False})
+    answered = asyncio.Event()
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop(0)
+        await answered.wait()  # the client stays until its answer is complete, then leaves
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            answered.set()
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+    await application(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return Answer(start["status"], body, {k.decode("latin-1"): v.decode("latin-1") for k, v in start["headers"]})

@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.test import override_settings
 from rest_framework_api_key.models import APIKey
 
+from tests.api.conftest import send_raw
 from vectors import auth, ratelimit
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,6 +92,29 @@ async def test_a_placeholder_or_an_unknown_key_costs_one_lookup_not_one_per_requ
         for _ in range(3):
             assert (await get(client, "not-a-key"))[0] == 401
     assert lookups == ["unused", "not-a-key"]
+
+
+WRONG_KEY = (b"authorization", b"Bearer not-a-key")
+JSON = (b"content-type", b"application/json")
+BAD_BODIES = {
+    "declared_too_large": ([b"{}"], [JSON, (b"content-length", b"5000")]),
+    "chunked_too_large": ([b'{"input": "', b"x" * 3000, b'"}'], [JSON, (b"transfer-encoding", b"chunked")]),
+    "not_json": ([b'{"input": '], [JSON, (b"content-length", b"10")]),
+    "wrong_media_type": ([b"input=x"], [(b"content-type", b"text/plain"), (b"content-length", b"7")]),
+}
+
+
+@pytest.mark.parametrize("chunks, headers", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+async def test_a_wrong_key_gets_401_before_the_body_is_looked_at(fast_path, chunks, headers):
+    with keys_required(MAX_BODY_BYTES=1000), override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1000):
+        answer = await send_raw("/v1/embeddings", chunks, [WRONG_KEY, *headers])
+    assert answer.status_code == 401, answer.content
+    assert answer.json()["error"] == {
+        "message": "invalid, revoked or expired API key",
+        "type": "authentication_error",
+        "param": None,
+        "code": "invalid_api_key",
+    }
 
 
 def key_store_down(monkeypatch):

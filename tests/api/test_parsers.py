@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
+from django.test import override_settings
 
+from tests.api.conftest import send_raw
 from vectors.api.errors import InvalidRequest
 from vectors.api.parsers import parse_json
+
+JSON = (b"content-type", b"application/json")
+CHUNKED = (b"transfer-encoding", b"chunked")
+
+
+def length(raw: bytes) -> tuple[bytes, bytes]:
+    return (b"content-length", str(len(raw)).encode())
 
 
 async def test_nesting_past_the_recursion_limit_is_a_400_not_a_500(client):
@@ -29,3 +39,40 @@ def test_parse_json_takes_lone_surrogate_escapes_and_refuses_nan():
         with pytest.raises(InvalidRequest) as caught:
             parse_json(raw)
         assert caught.value.code == "invalid_json"
+
+
+async def test_a_chunked_body_without_content_length_is_read_whole_and_held_to_the_limit(fast_path):
+    answer = await send_raw("/v1/embeddings", [b'{"input": ', b'"sent in', b' chunks"}'], [JSON, CHUNKED])
+    assert answer.status_code == 200, answer.content
+    assert len(answer.json()["data"]) == 1
+    with override_settings(EMBEDDINGS={**settings.EMBEDDINGS, "MAX_BODY_BYTES": 1000}):
+        answer = await send_raw("/v1/embeddings", [b'{"input": "', b"x" * 600, b"x" * 600, b'"}'], [JSON, CHUNKED])
+    assert answer.status_code == 413, answer.content
+    assert answer.json()["error"]["code"] == "payload_too_large"
+    assert answer.json()["error"]["message"] == "request body is larger than 1000 bytes"
+
+
+async def test_a_route_that_takes_no_body_ignores_the_length_a_get_declares(fast_path):
+    with override_settings(EMBEDDINGS={**settings.EMBEDDINGS, "MAX_BODY_BYTES": 1000}):
+        answer = await send_raw("/get_vector", [b"x" * 10], [(b"content-length", b"5000")], "GET", b"sentence=hi")
+    assert answer.status_code == 200, answer.content
+    assert len(answer.json()["vector"]) == 384
+
+
+async def test_a_post_without_a_content_type_is_read_as_json(fast_path):
+    raw = b'{"input": "no content type"}'
+    answer = await send_raw("/v1/embeddings", [raw], [length(raw)])
+    assert answer.status_code == 200, answer.content
+    assert len(answer.json()["data"]) == 1
+
+
+async def test_an_unsupported_media_type_gets_the_same_415_from_both_adapters(fast_path):
+    raw = b"input=x"
+    answer = await send_raw("/v1/embeddings", [raw], [(b"content-type", b"text/plain"), length(raw)])
+    assert answer.status_code == 415, answer.content
+    assert answer.json()["error"] == {
+        "message": "unsupported media type 'text/plain'; send application/json",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "unsupported_media_type",
+    }

@@ -17,8 +17,8 @@ import orjson
 from .. import auth, conf, lifecycle
 from ..engine.errors import EngineStopped
 from . import accounting, core, endpoints
-from .errors import InternalError, PayloadTooLarge, UnsupportedMediaType, as_api_error, error_headers
-from .parsers import parse_json
+from .errors import InternalError, PayloadTooLarge, as_api_error, error_headers
+from .parsers import check_media_type, parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +97,7 @@ class FastEmbeddingApp:
         try:
             caller = await auth.authorize(header(scope, b"authorization")) or caller
             if takes_body:
-                content_type = header(scope, b"content-type")
-                if content_type and content_type.split(";")[0].strip().lower() != "application/json":
-                    raise UnsupportedMediaType(f"unsupported media type {content_type!r}; send application/json")
+                check_media_type(header(scope, b"content-type"))
                 data = parse_json(await read_body(scope, receive, conf.limits().max_body_bytes))
             else:
                 data = parse_query(scope.get("query_string", b""))

@@ -8,7 +8,7 @@ from typing import IO
 import orjson
 from rest_framework.parsers import BaseParser
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, UnsupportedMediaType
 
 
 def parse_json(body: bytes) -> object:
@@ -27,6 +27,12 @@ def parse_json(body: bytes) -> object:
         raise InvalidRequest(f"body is not valid JSON: {exc}", code="invalid_json") from None
     except RecursionError:
         raise InvalidRequest("body is not valid JSON: it nests too deeply", code="invalid_json") from None
+
+
+def check_media_type(content_type: str | None) -> None:
+    """Refuse a body declared as anything but JSON; a body declared as nothing is read as JSON."""
+    if content_type and content_type.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType(f"unsupported media type {content_type!r}; send application/json")
 
 
 def _refuse_constant(name: str) -> None:

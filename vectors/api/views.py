@@ -19,6 +19,7 @@ from ..engine.errors import EngineStopped
 from . import accounting, core, endpoints
 from .errors import PayloadTooLarge
 from .openapi import BODY_ERRORS, KEY_ERRORS, OPENAI_ERRORS, QUERY_ERRORS, RETRY_AFTER, error_responses
+from .parsers import check_media_type, parse_json
 from .serializers import EmbeddingsRequestSerializer, EmbedRequestSerializer, SimilarityRequestSerializer
 
 VECTOR_LIST = serializers.ListField(child=serializers.FloatField())
@@ -30,6 +31,7 @@ class EmbeddingView(APIView):
     """Common flow of every embedding endpoint: limits, draining, timing headers, metrics and the log."""
 
     endpoint = "embed"
+    takes_body = True  # a JSON body (POST); else the query string
     outcome: core.EmbedOutcome | None = None
     caller: str | None = None
 
@@ -37,16 +39,11 @@ class EmbeddingView(APIView):
         super().initial(request, *args, **kwargs)
         self.stopwatch = core.Stopwatch()
         self.request_id = request.headers.get("X-Request-ID") or accounting.new_request_id()
-        limit = conf.limits().max_body_bytes
-        PayloadTooLarge.refuse_declared(request.META.get("CONTENT_LENGTH"), limit)
-        if request.method == "POST":
-            try:
-                request._request.body  # noqa: B018 - reading enforces the size limit on bodies without a length
-            except RequestDataTooBig:
-                raise PayloadTooLarge.over(limit) from None
 
-    async def answer(self, handler: endpoints.Handler, data: object) -> Response:
+    async def answer(self, handler: endpoints.Handler) -> Response:
+        # The lean route's order: the key before the body, so a wrong key is a 401 whatever it sent.
         self.caller = await auth.authorize(self.request.headers.get("Authorization"))
+        data = self.json_body() if self.takes_body else self.request.query_params
         if lifecycle.is_draining():
             raise EngineStopped("the service is draining and takes no new work")
         try:
@@ -56,6 +53,24 @@ class EmbeddingView(APIView):
             raise
         self.outcome = result.outcome
         return Response(result.payload)
+
+    def json_body(self) -> object:
+        """Read the body as the lean route does: media type, then size limit, then JSON.
+
+        Not DRF's request.data: it reads a body only when Content-Length announces one (a chunked
+        body came in empty) and picks a parser by Content-Type (a body without one was a 415).
+        """
+        request = self.request._request
+        check_media_type(request.META.get("CONTENT_TYPE"))
+        limit = conf.limits().max_body_bytes
+        PayloadTooLarge.refuse_declared(request.META.get("CONTENT_LENGTH"), limit)
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            raise PayloadTooLarge.over(limit) from None
+        if len(body) > limit:  # Django holds bodies to DATA_UPLOAD_MAX_MEMORY_SIZE; the limit is EMBEDDINGS'
+            raise PayloadTooLarge.over(limit)
+        return parse_json(body)
 
     def finalize_response(self, request: Request, response: Response, *args: object, **kwargs: object) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -103,7 +118,7 @@ class EmbeddingsView(EmbeddingView):
         summary="Create embeddings (OpenAI contract)",
     )
     async def post(self, request: Request) -> Response:
-        return await self.answer(endpoints.openai_embeddings, request.data)
+        return await self.answer(endpoints.openai_embeddings)
 
 
 class EmbedView(EmbeddingView):
@@ -118,13 +133,14 @@ class EmbedView(EmbeddingView):
         summary="Embed (TEI contract)",
     )
     async def post(self, request: Request) -> Response:
-        return await self.answer(endpoints.tei_embed, request.data)
+        return await self.answer(endpoints.tei_embed)
 
 
 class GetVectorView(EmbeddingView):
     """The write-up's GET endpoint, answered through the batcher."""
 
     endpoint = "get_vector"
+    takes_body = False
 
     @extend_schema(
         parameters=[OpenApiParameter("sentence", str, required=True), RETRY_AFTER],
@@ -135,7 +151,7 @@ class GetVectorView(EmbeddingView):
         summary="One sentence's vector (write-up contract)",
     )
     async def get(self, request: Request) -> Response:
-        return await self.answer(endpoints.get_vector, request.query_params)
+        return await self.answer(endpoints.get_vector)
 
 
 class SimilarityView(EmbeddingView):
@@ -149,7 +165,7 @@ class SimilarityView(EmbeddingView):
         parameters=[RETRY_AFTER],
     )
     async def post(self, request: Request) -> Response:
-        return await self.answer(endpoints.similarity, request.data)
+        return await self.answer(endpoints.similarity)
 
 
 class ModelsView(APIView):
