@@ -51,7 +51,7 @@ class RequestLogAdmin(ReadOnlyAdmin):
     list_filter = (RecentFilter, EndpointFilter, ModelFilter, StatusFilter)
     date_hierarchy = "created_at"
     search_fields = ("request_id",)
-    search_help_text = "Exact request id (the x-request-id header of the answer)."
+    search_help_text = "Exact request id (the x-request-id header of the answer): every request that carried it."
     ordering = ("-created_at",)
     sortable_by = ("created_at",)  # only the indexed order; any other would sort the whole table
     list_per_page = 100
@@ -61,7 +61,7 @@ class RequestLogAdmin(ReadOnlyAdmin):
     change_list_template = "admin/vectors/requestlog/change_list.html"
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
-        """Match the request id exactly, through its unique index (no LIKE scan)."""
+        """Match the request id exactly, through its index (no LIKE scan); clients may reuse an id."""
         term = search_term.strip()
         return (queryset.filter(request_id=term) if term else queryset), False
 

@@ -27,8 +27,11 @@ def to_row(entry: LogEntry) -> RequestLog:
 class DatabaseSink:
     """The recorder's sink for the real database; lives on (and connects from) the writer thread.
 
-    A repeated request id is stored once (the insert ignores conflicts). With `max_rows`, the
-    table is trimmed back to that many rows at most once a minute, after a successful write.
+    Every entry becomes a row, whatever its request id (clients reuse their X-Request-IDs). A batch
+    written again - the recorder retries after an error, and the failed attempt may have committed -
+    is stored once: each entry's `entry_id` is unique in the table, and the insert ignores conflicts.
+    With `max_rows`, the table is trimmed back to that many rows at most once a minute, after a
+    successful write.
     """
 
     trim_every_s = 60.0

@@ -8,13 +8,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from django.db import Error as DatabaseError
 
 from . import conf, metrics, shutdown
+from .models import new_entry_id
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,12 @@ RETRY_FIRST_S = 0.05  # first pause after a failed write; doubles up to LogConfi
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    """One request as the log keeps it; the field names are RequestLog's columns."""
+    """One request as the log keeps it; the field names are RequestLog's columns.
+
+    `entry_id` is this entry's own identity, drawn when it is made: a batch written again keeps its
+    ids, so the sink stores it once. `request_id` is the answer's x-request-id, which several requests
+    may share (a client's own X-Request-ID, reused or resent).
+    """
 
     request_id: str
     created_at: datetime
@@ -39,13 +45,18 @@ class LogEntry:
     inference_ms: float | None = None
     batch_size: int | None = None
     text_sample: str = ""
+    entry_id: str = field(default_factory=new_entry_id)
 
 
 class Sink(Protocol):
     """Where the writer thread puts entries (the database; a list in tests)."""
 
     def write(self, entries: Sequence[LogEntry]) -> int:
-        """Store `entries`; return how many were refused as bad data. Raise DatabaseError to be retried."""
+        """Store `entries`; return how many were refused as bad data. Raise DatabaseError to be retried.
+
+        A retried batch may already be stored (a commit whose answer was lost): an entry whose
+        `entry_id` is stored already must not be stored again.
+        """
 
     def reset(self) -> None:
         """Forget the connection after a failure, so the next write starts afresh."""
@@ -60,9 +71,10 @@ class Recorder:
     `add` is all the request path does: a short lock, a deque append, no database, never an
     exception. The writer wakes when `flush_rows` entries wait or `flush_ms` after the oldest
     arrived and inserts up to `flush_rows` per transaction. A database error keeps the batch and
-    retries it with exponential backoff while new entries keep buffering; once `buffer_rows` are
-    held, new entries are dropped and counted. `stop` writes what is left, waiting for the database
-    at most `stop_timeout_s`.
+    retries it with exponential backoff while new entries keep buffering (the same entries, ids
+    included: the sink stores once a batch that the failed attempt committed); once `buffer_rows`
+    are held, new entries are dropped and counted. `stop` writes what is left, waiting for the
+    database at most `stop_timeout_s`.
     """
 
     clock = staticmethod(time.monotonic)

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from django.db import models
 
+from .ids import new_id
+
+
+def new_entry_id() -> str:
+    """Return a fresh request-log row identity (RequestLog.entry_id's default; named by migration 0002)."""
+    return new_id()
+
 
 class RequestLog(models.Model):
     """One API request or WebSocket message, with where its time went. Never the input text by default."""
 
-    request_id = models.CharField("request id", max_length=64, unique=True)
+    # The row's own identity (unique, see Meta), made by the server when the request is logged: a batch
+    # written again after a failed attempt that may have committed inserts no row twice. Rows from
+    # before it existed carry their primary key here.
+    entry_id = models.CharField("entry id", max_length=32, default=new_entry_id, editable=False)
+    # Not unique: a client's own X-Request-ID is echoed and stored, and clients reuse ids and resend them.
+    request_id = models.CharField(
+        "request id",
+        max_length=64,
+        help_text="The answer's x-request-id: the client's own when it sent one, so several rows may share it.",
+    )
     created_at = models.DateTimeField("time", db_index=True)
     endpoint = models.CharField(max_length=32)
     model = models.CharField(max_length=128, blank=True)
@@ -33,7 +49,11 @@ class RequestLog(models.Model):
             models.Index(fields=["endpoint", "created_at"], name="vectors_log_endpoint_time"),
             models.Index(fields=["model", "created_at"], name="vectors_log_model_time"),
             models.Index(fields=["status", "created_at"], name="vectors_log_status_time"),
+            # For the admin's exact search. Meta indexes, not unique=True / db_index=True: on PostgreSQL
+            # those add a second (LIKE) index per column, that no query uses and every insert pays for.
+            models.Index(fields=["request_id"], name="vectors_log_request_id"),
         ]
+        constraints = [models.UniqueConstraint(fields=["entry_id"], name="vectors_log_entry_id")]
 
     def __str__(self) -> str:
         return f"{self.endpoint} {self.status} {self.total_ms:.1f} ms"

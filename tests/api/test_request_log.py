@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import httpx
 import orjson
 import pytest
 from asgiref.testing import ApplicationCommunicator
@@ -73,6 +74,29 @@ async def test_the_clients_request_id_names_the_row(request_log):
     assert answer.status_code == 200 and answer.headers["x-request-id"] == "trace-42"
     (entry,) = request_log.entries()
     assert entry.request_id == "trace-42" and entry.endpoint == "get_vector"
+
+
+async def get_vector(adapter: str, request_id: str, params: dict) -> tuple[int, str]:
+    """GET /get_vector with the client's own X-Request-ID, through the DRF view or the full ASGI app."""
+    headers = {"X-Request-ID": request_id}
+    if adapter == "drf":
+        answer = await AsyncClient().get("/get_vector", params, headers=headers)
+        return answer.status_code, answer.headers["x-request-id"]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=full_app()), base_url="http://testserver") as c:
+        answer = await c.get("/get_vector", params=params, headers=headers)
+        return answer.status_code, answer.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("adapter", ["drf", "asgi"])
+async def test_requests_that_reuse_a_client_request_id_each_get_a_row(adapter, db_recorder):
+    together = await asyncio.gather(*(get_vector(adapter, "retry-7", {"sentence": f"try {i}"}) for i in range(2)))
+    assert db_recorder.flush(10)
+    later = await get_vector(adapter, "retry-7", {})  # resent after its id is stored, and refused this time
+    assert db_recorder.flush(10)
+    assert sorted([*together, later]) == [(200, "retry-7"), (200, "retry-7"), (400, "retry-7")]
+    rows = [row async for row in RequestLog.objects.filter(request_id="retry-7")]
+    assert sorted(row.status for row in rows) == [200, 200, 400]
+    assert await RequestLog.objects.acount() == 3 and len({row.entry_id for row in rows}) == 3
 
 
 class GatedEncoder(Encoder):

@@ -1,13 +1,19 @@
-"""The database sink: bulk inserts, repeated ids stored once, invalid rows refused alone, trimming, on both DBs."""
+"""The database sink and its table, on both DBs: bulk inserts, a row per request even when request ids repeat,
+a batch written again stored once, invalid rows refused alone, trimming, the migration that allowed repeats."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import dj_database_url
 import pytest
-from django.db import connections
+from django.db import IntegrityError, OperationalError, connections, transaction
+from django.db.migrations.executor import MigrationExecutor
 
+from tests.conftest import POSTGRES_SERVER, postgres_database
 from vectors import conf, retention
 from vectors.logstore import DatabaseSink
 from vectors.models import RequestLog
@@ -28,12 +34,51 @@ def test_a_batch_is_inserted_with_every_field(any_db):
     sink.close()
 
 
-def test_a_repeated_request_id_is_stored_once(any_db):
+def request_ids(using: str) -> list[str]:
+    return sorted(RequestLog.objects.using(using).values_list("request_id", flat=True))
+
+
+def test_entries_that_share_a_request_id_are_all_stored(any_db):
     sink = DatabaseSink(any_db)
-    sink.write([entry(1), entry(2)])
-    assert sink.write([entry(2), entry(3)]) == 0
-    assert sorted(RequestLog.objects.using(any_db).values_list("request_id", flat=True)) == ["s1", "s2", "s3"]
+    assert sink.write([entry(1), entry(2), entry(2)]) == 0  # in one batch
+    assert sink.write([entry(2), entry(3)]) == 0  # and in a later one
+    assert request_ids(any_db) == ["s1", "s2", "s2", "s2", "s3"]
     sink.close()
+
+
+def test_a_batch_written_again_is_stored_once_with_its_shared_request_ids(any_db):
+    sink = DatabaseSink(any_db)
+    batch = [entry(1), entry(2), entry(2)]
+    assert sink.write(batch) == 0
+    assert sink.write(batch) == 0
+    assert request_ids(any_db) == ["s1", "s2", "s2"]
+    rows = RequestLog.objects.using(any_db)
+    assert sorted(rows.values_list("entry_id", flat=True)) == sorted(e.entry_id for e in batch)
+    sink.close()
+
+
+class LostCommitSink(DatabaseSink):
+    """Commits its first write, then fails it, as when the connection dies before the commit's answer arrives."""
+
+    lost = 1
+
+    def write(self, entries) -> int:
+        refused = super().write(entries)
+        if self.lost:
+            self.lost -= 1
+            raise OperationalError("server closed the connection unexpectedly")
+        return refused
+
+
+def test_the_recorder_retrying_a_batch_that_had_committed_stores_each_request_once(any_db):
+    recorder = Recorder(replace(conf.log_config(), flush_ms=10, database=any_db), LostCommitSink(any_db))
+    for e in (entry(1), entry(2), entry(2), entry(3)):
+        recorder.add(e)
+    assert recorder.flush(10)
+    recorder.stop()
+    assert recorder.failures == 1, "the first write failed after its commit and was retried"
+    assert request_ids(any_db) == ["s1", "s2", "s2", "s3"]
+    assert recorder.written == 4 and recorder.dropped == {}
 
 
 def test_an_invalid_row_is_refused_alone_on_postgresql(pg):
@@ -88,3 +133,69 @@ def test_trim_and_prune_delete_in_chunks(monkeypatch):
     assert RequestLog.objects.count() == 50
     assert retention.trim_to(20) == 30 and RequestLog.objects.count() == 20
     assert retention.trim_to(20) == 0
+
+
+@contextlib.contextmanager
+def database_at(alias: str, url: str, django_db_blocker) -> Iterator[str]:
+    """Open an empty database at `url` as the connection alias `alias`, with no tables at all."""
+    connections.settings[alias] = connections.configure_settings(
+        {"default": connections.settings["default"], alias: dj_database_url.parse(url)}
+    )[alias]
+    try:
+        with django_db_blocker.unblock():
+            try:
+                yield alias
+            finally:
+                connections[alias].close()
+    finally:
+        del connections[alias]
+        del connections.settings[alias]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request, tmp_path, django_db_blocker):
+    """An empty database (a SQLite file, or a fresh PostgreSQL database) to run migrations in."""
+    alias = f"migrated_{request.param}"
+    if request.param == "sqlite":
+        with database_at(alias, f"sqlite:///{tmp_path / 'log.sqlite3'}", django_db_blocker):
+            yield alias
+        return
+    with postgres_database("embedservice_migrate") as name:
+        with database_at(alias, f"{POSTGRES_SERVER}/{name}", django_db_blocker):
+            yield alias
+
+
+def migrate_to(using: str, name: str) -> MigrationExecutor:
+    executor = MigrationExecutor(connections[using])
+    executor.migrate([("vectors", name)])
+    return executor
+
+
+def test_the_migration_keeps_the_rows_and_lets_a_request_id_repeat(empty_database):
+    using = empty_database
+    old = migrate_to(using, "0001_initial").loader.project_state(("vectors", "0001_initial")).apps
+    OldRequestLog = old.get_model("vectors", "RequestLog")
+    now = datetime.now(UTC)
+    OldRequestLog.objects.using(using).bulk_create(
+        OldRequestLog(request_id=f"old{i}", created_at=now, endpoint="tei", status=200, total_ms=i) for i in range(3)
+    )
+
+    migrate_to(using, "0002_requestlog_entry_id")
+
+    rows = list(RequestLog.objects.using(using).order_by("pk"))
+    assert [(r.request_id, r.total_ms) for r in rows] == [("old0", 0), ("old1", 1), ("old2", 2)]
+    assert [r.entry_id for r in rows] == [str(r.pk) for r in rows], "rows from before get their primary key"
+    sink = DatabaseSink(using)
+    assert sink.write([replace(entry(1), request_id="old0"), replace(entry(2), request_id="old0")]) == 0
+    assert request_ids(using) == ["old0", "old0", "old0", "old1", "old2"]
+    sink.close()
+    with pytest.raises(IntegrityError), transaction.atomic(using=using):  # the row identity is unique
+        RequestLog.objects.using(using).create(
+            entry_id=rows[0].entry_id, request_id="new", created_at=now, endpoint="tei", status=200, total_ms=1
+        )
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, RequestLog._meta.db_table)
+    on_request_id = [c for c in constraints.values() if c["columns"] == ["request_id"]]
+    assert on_request_id and not any(c["unique"] for c in on_request_id), "indexed for the admin's search, not unique"
+    assert any(c["unique"] for c in constraints.values() if c["columns"] == ["entry_id"])

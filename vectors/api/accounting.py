@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-import os
-
 from .. import conf, metrics, recorder
+from ..ids import new_id
 from . import core
 
-_ids = itertools.count()
-_id_prefix = ""
-
-
-def _new_prefix() -> None:
-    global _id_prefix
-    _id_prefix = os.urandom(8).hex()  # a process of its own (also a forked worker) gets its own
-
-
-_new_prefix()
-os.register_at_fork(after_in_child=_new_prefix)
-
-
-def new_request_id() -> str:
-    """A fresh request id: 32 hex digits, like uuid4().hex, but one random draw per process, not per request.
-
-    Random per process, then a counter: unique across workers and restarts, and no getrandom() system
-    call on every request of the event loop.
-    """
-    return f"{_id_prefix}{next(_ids) & 0xFFFFFFFFFFFFFFFF:016x}"
+new_request_id = new_id  # the x-request-id of a request that brought none
 
 
 def timing_headers(request_id: str, total_ms: float, outcome: core.EmbedOutcome | None) -> list[tuple[str, str]]:
