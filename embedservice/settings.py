@@ -251,6 +251,8 @@ EMBEDDINGS = {
     "WARMUP": env_bool("EMBED_WARMUP", True),
     # The ASGI server of `manage.py serve`: daphne (the default) or uvicorn.
     "SERVER": env.get("EMBED_SERVER", "daphne"),
+    # Its event loop: uvloop (the default; less of the loop's CPU per request) or asyncio.
+    "EVENT_LOOP": env.get("EMBED_EVENT_LOOP", "uvloop"),
     "MAX_BATCH_SIZE": int(env_number("EMBED_MAX_BATCH_SIZE", 64)),
     "MAX_BATCH_TOKENS": int(env_number("EMBED_MAX_BATCH_TOKENS", 16384)),
     "MAX_QUEUE_INPUTS": int(env_number("EMBED_MAX_QUEUE_INPUTS", 8192)),

@@ -8,6 +8,7 @@ from django.core import checks
 
 from . import conf
 from .engine import support
+from .eventloop import LOOPS
 from .serving import SERVERS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -95,6 +96,9 @@ def check_embeddings(app_configs: object = None, **kwargs: object) -> list[check
     if cfg.get("SERVER", "daphne") not in SERVERS:
         expected = " or ".join(SERVERS)
         errors.append(checks.Error(f"EMBED_SERVER={cfg['SERVER']!r}: expected {expected}", id="vectors.E007"))
+    if cfg.get("EVENT_LOOP", "uvloop") not in LOOPS:
+        expected = " or ".join(LOOPS)
+        errors.append(checks.Error(f"EMBED_EVENT_LOOP={cfg['EVENT_LOOP']!r}: expected {expected}", id="vectors.E007"))
     for key in ("PARALLEL_BATCHES", "SPLIT_MIN_INPUTS", "TORCH_THREADS"):
         if cfg.get(key) is not None and cfg[key] < 0:
             errors.append(

@@ -11,7 +11,7 @@ import weakref
 from dataclasses import dataclass
 from typing import IO
 
-from . import conf, lifecycle
+from . import conf, eventloop, lifecycle
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class ServeOptions:
     access_log: bool = False
     server: str = "daphne"
     backlog: int = 2048
+    event_loop: str = "uvloop"  # uvicorn's; daphne's was chosen before Django loaded (vectors.eventloop)
 
 
 SERVERS = ("daphne", "uvicorn")
@@ -251,6 +252,8 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # The loop daphne's app put the reactor on as Django loaded (daphne reads this attribute itself).
+    out.write(f"daphne on {eventloop.kind(reactor._asyncioEventloop)}\n")  # type: ignore[attr-defined]
     server.run()
 
 
@@ -290,7 +293,7 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
         port=opts.port,
         **listen,
         backlog=opts.backlog,
-        loop="auto",
+        loop=opts.event_loop,
         http=_tolerant_httptools_protocol(),
         ws="websockets-sansio",
         lifespan="off",  # the models are warm already; channels' router has no lifespan handler
@@ -303,6 +306,7 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
     class Runner(uvicorn.Server):
         async def startup(self, sockets: list | None = None) -> None:
             await super().startup(sockets)
+            out.write(f"uvicorn on {eventloop.kind(asyncio.get_running_loop())}\n")
             for server in getattr(self, "servers", []):
                 for sock in server.sockets:
                     address = sock.getsockname()

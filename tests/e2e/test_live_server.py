@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import cosines
+from tests.conftest import cosines, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -143,3 +144,19 @@ def _content_length(answer: bytes) -> int:
         if name.strip().lower() == b"content-length":
             return int(value)
     return 1 << 30
+
+
+def test_the_server_runs_on_uvloop_by_default(embed_server):
+    assert re.search(r"^(daphne|uvicorn) on uvloop$", embed_server.log(), re.M), embed_server.log()
+
+
+@pytest.mark.parametrize("server_name", ["daphne", "uvicorn"])
+def test_embed_event_loop_asyncio_serves_on_asyncio_s_own_loop(tmp_path, server_name, reference):
+    server = start_server(tmp_path, env_extra={"EMBED_EVENT_LOOP": "asyncio"}, args=("--server", server_name))
+    try:
+        answer = httpx.get(f"{server.url}/get_vector", params={"sentence": "hello world"}, timeout=30)
+        assert answer.status_code == 200
+        assert cosines([answer.json()["vector"]], reference.encode(["hello world"]))[0] > 0.9999
+    finally:
+        assert stop_server(server) == 0
+    assert f"{server_name} on asyncio" in server.log()

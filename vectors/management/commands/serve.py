@@ -59,6 +59,7 @@ class Command(BaseCommand):
             access_log=bool(options["access_log"]),
             backlog=int(options["backlog"]),  # type: ignore[arg-type]
             server=str(options["server"] or conf.embeddings().get("SERVER", "daphne")),
+            event_loop=str(conf.embeddings().get("EVENT_LOOP", "uvloop")),
         )
         if opts.drain_timeout_s <= 0:
             raise CommandError("--drain-timeout must be > 0")
