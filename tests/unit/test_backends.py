@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import cosines
-from vectors.engine import export
+from vectors.engine import artifacts, export
 from vectors.engine.config import ModelConfig
 from vectors.engine.encoder import Encoder
 from vectors.engine.errors import ModelLoadError
@@ -113,7 +113,7 @@ def test_export_runs_once_and_a_second_load_reuses_it(model_path, tmp_path):
     assert export.exports["onnx-int8"] == before.get("onnx-int8", 0) + 1
     assert again.artifact == first.artifact and os.stat(again.artifact).st_mtime_ns == stamp
     assert openvino.artifact and openvino.artifact.startswith(str(tmp_path))
-    assert export.is_complete(export.artifact_dir(model_path, "onnx-int8", str(tmp_path)))
+    assert artifacts.is_complete(artifacts.artifact_dir(model_path, "onnx-int8", str(tmp_path)))
     config = ModelConfig("ov8", model_path, device="cpu", backend="openvino", dtype="int8", cache_dir=str(tmp_path))
     compressed = [Encoder(config), Encoder(config)]
     assert export.exports["onnx-w8"] == before.get("onnx-w8", 0) + 1  # made once, from the same fp32 file
@@ -123,14 +123,14 @@ def test_export_runs_once_and_a_second_load_reuses_it(model_path, tmp_path):
 
 def test_an_export_killed_half_way_or_a_corrupt_artifact_is_exported_again(model_path, tmp_path, reference, caplog):
     config = ModelConfig("fp32", model_path, device="cpu", backend="onnx", dtype="fp32", cache_dir=str(tmp_path))
-    target = export.artifact_dir(model_path, "onnx-fp32", str(tmp_path))
+    target = artifacts.artifact_dir(model_path, "onnx-fp32", str(tmp_path))
     leftover = target.parent / f".{target.name}-killed"  # the scratch directory of a killed export
     leftover.mkdir(parents=True)
-    (leftover / export.ARTIFACT).write_bytes(b"half an onnx file")
+    (leftover / artifacts.ARTIFACT).write_bytes(b"half an onnx file")
     before = export.exports["onnx-fp32"]
     Encoder(config)
     assert not leftover.exists() and export.exports["onnx-fp32"] == before + 1
-    (target / export.ARTIFACT).write_bytes(b"truncated by a crash")  # still "complete": meta.json is there
+    (target / artifacts.ARTIFACT).write_bytes(b"truncated by a crash")  # still "complete": meta.json is there
     healed = Encoder(config)
     assert export.exports["onnx-fp32"] == before + 2
     assert "onnxruntime cannot load" in caplog.text and "exporting it again" in caplog.text
@@ -178,16 +178,16 @@ def test_a_prepared_artifact_on_a_read_only_volume_loads_on_openvino_without_wri
         model, cache_dir = Path(model_path), volume / "models"
     options = {"device": "cpu", "cache_dir": str(cache_dir)}
     Encoder(ModelConfig("build", str(model), backend="onnx", **options))  # the image build prepares the export
-    prepared = export.artifact_dir(str(model), "onnx-fp32", str(cache_dir))
-    assert prepared.is_relative_to(volume) and export.is_complete(prepared)
+    prepared = artifacts.artifact_dir(str(model), "onnx-fp32", str(cache_dir))
+    assert prepared.is_relative_to(volume) and artifacts.is_complete(prepared)
     read_only(volume)
     listing = sorted(volume.rglob("*"))
     before = export.exports["onnx-fp32"]
     encoder = Encoder(ModelConfig("ov", str(model), backend="openvino", **options))
-    assert encoder.artifact == str(prepared / export.ARTIFACT) and export.exports["onnx-fp32"] == before
+    assert encoder.artifact == str(prepared / artifacts.ARTIFACT) and export.exports["onnx-fp32"] == before
     assert sorted(volume.rglob("*")) == listing  # nothing written (and nothing tried: it would fail there)
     if layout == "next to the model":  # the compiled blobs go to the writable cache dir instead
-        assert list((cache_dir / export.COMPILE_CACHE).rglob("*.blob"))
+        assert list((cache_dir / artifacts.COMPILE_CACHE).rglob("*.blob"))
     else:  # nowhere writable: no compile cache, and the log says why
         assert "not writable" in caplog.text and "without a compile cache" in caplog.text
     texts = ["a read-only volume", "ein schreibgeschütztes Volume"]
@@ -195,25 +195,25 @@ def test_a_prepared_artifact_on_a_read_only_volume_loads_on_openvino_without_wri
 
 
 def test_a_library_upgrade_gives_a_new_artifact_key(model_path, monkeypatch):
-    key = export.artifact_key(model_path, "onnx-int8")
-    assert export.artifact_key(model_path, "onnx-fp32") != key != export.artifact_key(model_path, "onnx-w8")
-    monkeypatch.setattr(export, "library_versions", lambda: {"onnxruntime": "99.0"})
-    assert export.artifact_key(model_path, "onnx-int8") != key
+    key = artifacts.artifact_key(model_path, "onnx-int8")
+    assert artifacts.artifact_key(model_path, "onnx-fp32") != key != artifacts.artifact_key(model_path, "onnx-w8")
+    monkeypatch.setattr(artifacts, "library_versions", lambda: {"onnxruntime": "99.0"})
+    assert artifacts.artifact_key(model_path, "onnx-int8") != key
 
 
 def test_artifacts_go_next_to_a_writable_model_but_never_into_site_packages(model_path, tmp_path):
-    assert export.cache_root(model_path, str(tmp_path / "cache")) == tmp_path / "cache"
+    assert artifacts.cache_root(model_path, str(tmp_path / "cache")) == tmp_path / "cache"
     own = tmp_path / "my-model"
     own.mkdir()
-    assert export.cache_root(str(own), str(tmp_path / "cache")) == own / export.LOCAL_DIR
-    assert export.cache_root("sentence-transformers/some-hub-id", "") == export.Path.home() / ".cache" / "embedservice"
+    assert artifacts.cache_root(str(own), str(tmp_path / "cache")) == own / artifacts.LOCAL_DIR
+    assert artifacts.cache_root("sentence-transformers/some-hub-id", "") == Path.home() / ".cache" / "embedservice"
 
 
 def test_an_unfinished_export_is_not_taken_for_a_finished_one(model_path, tmp_path):
-    target = export.artifact_dir(model_path, "onnx-fp32", str(tmp_path))
+    target = artifacts.artifact_dir(model_path, "onnx-fp32", str(tmp_path))
     target.mkdir(parents=True)
-    (target / export.ARTIFACT).write_bytes(b"half a file")  # a crash before meta.json was written
-    assert not export.is_complete(target)
+    (target / artifacts.ARTIFACT).write_bytes(b"half a file")  # a crash before meta.json was written
+    assert not artifacts.is_complete(target)
 
 
 def test_a_combination_that_cannot_run_fails_to_load_with_the_reason(model_path):

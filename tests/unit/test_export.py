@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cosines
-from vectors.engine import export
+from vectors.engine import artifacts, export
 from vectors.engine.config import ModelConfig
 from vectors.engine.encoder import Encoder
 from vectors.engine.errors import ArtifactUnreadable
@@ -52,7 +52,7 @@ def test_a_hub_id_gets_a_new_artifact_when_its_cached_snapshot_moves_to_a_new_re
     model_path, hub_cache, tmp_path, reference
 ):
     cache_dir = str(tmp_path / "artifacts")
-    uncached = export.artifact_dir(REPO, "onnx-fp32", cache_dir)  # not in the cache: keyed by its name alone
+    uncached = artifacts.artifact_dir(REPO, "onnx-fp32", cache_dir)  # not in the cache: keyed by its name alone
     add_snapshot(hub_cache, REPO, OLD, model_path)
     config = ModelConfig("hub", REPO, device="cpu", backend="onnx", cache_dir=cache_dir)
     before = export.exports["onnx-fp32"]
@@ -60,9 +60,9 @@ def test_a_hub_id_gets_a_new_artifact_when_its_cached_snapshot_moves_to_a_new_re
     add_snapshot(hub_cache, REPO, NEW, model_path)  # a new revision: refs/main now names it
     second = Encoder(config)
     assert export.exports["onnx-fp32"] == before + 2  # the artifact of the old snapshot is not reused
-    assert len({first.artifact, second.artifact, str(uncached / export.ARTIFACT)}) == 3
+    assert len({first.artifact, second.artifact, str(uncached / artifacts.ARTIFACT)}) == 3
     (hub_cache / f"models--{REPO.replace('/', '--')}" / "refs" / "main").write_text(OLD)
-    assert export.artifact_dir(REPO, "onnx-fp32", cache_dir) == Path(first.artifact).parent  # stable per revision
+    assert artifacts.artifact_dir(REPO, "onnx-fp32", cache_dir) == Path(first.artifact).parent  # stable per revision
     texts = ["a snapshot of its own", "eine neue Revision"]
     assert cosines(second.encode(texts), reference.encode(texts)).min() >= 0.9999
 
@@ -86,13 +86,13 @@ def matmul_graph() -> bytes:
 def fp32_export(source: Path, graph: bytes) -> Path:
     """Write `graph` as a finished fp32 export at `source` (its meta.json beside it)."""
     source.write_bytes(graph)
-    (source.parent / export.META).write_text(json.dumps({"inputs": ["x"]}))
+    (source.parent / artifacts.META).write_text(json.dumps({"inputs": ["x"]}))
     return source
 
 
 @pytest.mark.parametrize("damage", ["graph cut short", "graph file empty", "meta.json damaged"])
 def test_a_damaged_fp32_export_is_unreadable_to_the_int8_rewrite(damage, tmp_path):
-    source = tmp_path / "fp32" / export.ARTIFACT
+    source = tmp_path / "fp32" / artifacts.ARTIFACT
     source.parent.mkdir()
     graph = matmul_graph()
     export.quantize_file(fp32_export(source, graph), tmp_path / "whole.onnx", "onnx-int8")  # the undamaged one rewrites
@@ -101,7 +101,7 @@ def test_a_damaged_fp32_export_is_unreadable_to_the_int8_rewrite(damage, tmp_pat
     elif damage == "graph file empty":
         source.write_bytes(b"")  # parses as an empty model: no graph at all
     else:
-        (source.parent / export.META).write_text('{"inputs": ["x"')
+        (source.parent / artifacts.META).write_text('{"inputs": ["x"')
     with pytest.raises(ArtifactUnreadable):
         export.quantize_file(source, tmp_path / "int8.onnx", "onnx-int8")
 
@@ -114,10 +114,10 @@ def test_an_int8_artifact_over_a_damaged_fp32_export_exports_the_fp32_source_aga
     # Both "complete" (meta.json there) but damaged, as a crash or a bad disk leaves them: the int8
     # artifact must be rebuilt, and the fp32 export it is rebuilt from does not load either.
     for variant in ("onnx-fp32", "onnx-int8"):
-        target = export.artifact_dir(model_path, variant, cache_dir)
+        target = artifacts.artifact_dir(model_path, variant, cache_dir)
         target.mkdir(parents=True)
-        (target / export.META).write_text(json.dumps(inputs))
-        (target / export.ARTIFACT).write_bytes(b"truncated by a crash")
+        (target / artifacts.META).write_text(json.dumps(inputs))
+        (target / artifacts.ARTIFACT).write_bytes(b"truncated by a crash")
     before = {variant: export.exports[variant] for variant in ("onnx-fp32", "onnx-int8")}
     encoder = Encoder(ModelConfig("int8", model_path, device="cpu", backend="onnx", dtype="int8", cache_dir=cache_dir))
     assert export.exports["onnx-fp32"] == before["onnx-fp32"] + 1
@@ -125,4 +125,4 @@ def test_an_int8_artifact_over_a_damaged_fp32_export_exports_the_fp32_source_aga
     assert "onnx cannot load" in caplog.text and "exporting onnx-fp32 again" in caplog.text
     texts = ["a damaged source heals once", "一个损坏的源文件"]
     assert cosines(encoder.encode(texts), reference.encode(texts)).min() >= 0.98
-    assert os.path.getsize(export.artifact_dir(model_path, "onnx-fp32", cache_dir) / export.ARTIFACT) > 10**6
+    assert os.path.getsize(artifacts.artifact_dir(model_path, "onnx-fp32", cache_dir) / artifacts.ARTIFACT) > 10**6

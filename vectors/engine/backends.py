@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from . import support
+from .artifacts import artifact_inputs
 from .errors import ArtifactUnreadable, ModelLoadError
-from .export import artifact_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ class OpenVinoRunner(_TokenizingRunner):
     length, 3 rounds: 411-424 texts per CPU second; 64: 318-423; 256: 344-370; fp32 178-235).
 
     compile_cache: the folder where OpenVINO keeps the compiled model, so that later starts skip
-    compiling (vectors.engine.export.compile_cache_dir); None: compile at every start.
+    compiling (vectors.engine.artifacts.compile_cache_dir); None: compile at every start.
     """
 
     INT8_GROUP = 128

@@ -120,7 +120,8 @@ class Encoder:
         package = support.missing_package(config.backend)
         if package:
             raise ModelLoadError(f"model {config.name!r}: backend {config.backend!r} needs the package {package!r}")
-        from .export import compile_cache_dir, discard, ensure_artifact
+        from .artifacts import compile_cache_dir, discard
+        from .export import ensure_artifact
 
         variant = "onnx-fp32"
         if config.dtype == "int8":
