@@ -8,6 +8,7 @@ from django.core import checks
 
 from . import conf
 from .engine import support
+from .eventloop import DEFAULT as DEFAULT_LOOP
 from .eventloop import LOOPS
 from .serving import SERVERS
 
@@ -96,7 +97,7 @@ def check_embeddings(app_configs: object = None, **kwargs: object) -> list[check
     if cfg.get("SERVER", "daphne") not in SERVERS:
         expected = " or ".join(SERVERS)
         errors.append(checks.Error(f"EMBED_SERVER={cfg['SERVER']!r}: expected {expected}", id="vectors.E007"))
-    if cfg.get("EVENT_LOOP", "uvloop") not in LOOPS:
+    if cfg.get("EVENT_LOOP", DEFAULT_LOOP) not in LOOPS:
         expected = " or ".join(LOOPS)
         errors.append(checks.Error(f"EMBED_EVENT_LOOP={cfg['EVENT_LOOP']!r}: expected {expected}", id="vectors.E007"))
     for key in ("PARALLEL_BATCHES", "SPLIT_MIN_INPUTS", "TORCH_THREADS"):

@@ -2,7 +2,9 @@
 
 daphne installs Twisted's reactor on a loop it makes while Django loads its apps, so the choice is
 made before that, by manage.py (`install`); uvicorn is told it directly. On daphne at 100 connections
-uvloop took 13 % less of the event loop's CPU per request and served 9 % more (bench/README-backends.md).
+uvloop took 13 % less of the event loop's CPU per request and served 9 % more (bench/README-backends.md,
+"The event loop"). `serve` started another way (`python -m django serve`, `call_command`) keeps the loop
+daphne made and says so (vectors.serving).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 from django.core.exceptions import ImproperlyConfigured
 
 LOOPS = ("uvloop", "asyncio")
+DEFAULT = "uvloop"
 
 
 def install(choice: str) -> None:
@@ -22,6 +25,8 @@ def install(choice: str) -> None:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    else:
+        asyncio.set_event_loop_policy(None)  # the standard library's, whatever was installed before
 
 
 def kind(loop: asyncio.AbstractEventLoop) -> str:

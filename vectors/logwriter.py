@@ -15,7 +15,7 @@ from typing import Protocol
 from django.db import Error as DatabaseError
 
 from . import conf, metrics, shutdown
-from .models import new_entry_id
+from .ids import new_id
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class LogEntry:
     inference_ms: float | None = None
     batch_size: int | None = None
     text_sample: str = ""
-    entry_id: str = field(default_factory=new_entry_id)
+    entry_id: str = field(default_factory=new_id)
 
 
 class Sink(Protocol):

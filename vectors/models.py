@@ -16,9 +16,9 @@ class RequestLog(models.Model):
     """One API request or WebSocket message, with where its time went. Never the input text by default."""
 
     # The row's own identity (unique, see Meta), made by the server when the request is logged: a batch
-    # written again after a failed attempt that may have committed inserts no row twice. Rows from
-    # before it existed carry their primary key here.
-    entry_id = models.CharField("entry id", max_length=32, default=new_entry_id, editable=False)
+    # written again after a failed attempt that may have committed inserts no row twice. NULL in rows
+    # from before it existed, and in rows a previous release writes during a rolling deploy.
+    entry_id = models.CharField("entry id", max_length=32, null=True, default=new_entry_id, editable=False)
     # Not unique: a client's own X-Request-ID is echoed and stored, and clients reuse ids and resend them.
     request_id = models.CharField(
         "request id",

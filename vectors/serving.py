@@ -27,7 +27,7 @@ class ServeOptions:
     access_log: bool = False
     server: str = "daphne"
     backlog: int = 2048
-    event_loop: str = "uvloop"  # uvicorn's; daphne's was chosen before Django loaded (vectors.eventloop)
+    event_loop: str = eventloop.DEFAULT  # uvicorn is given it; daphne's was chosen before Django loaded
 
 
 SERVERS = ("daphne", "uvicorn")
@@ -95,8 +95,12 @@ def begin_drain(out: IO[str]) -> bool:
     return True
 
 
-def warn_overdue(app: InFlight) -> None:
-    logger.warning("drain deadline passed with %d admitted requests in flight", app.admitted)
+def warn_overdue(app: InFlight, uploading: bool = False) -> None:
+    logger.warning(
+        "drain deadline passed with %d admitted requests in flight%s",
+        app.admitted,
+        " and a request still arriving" if uploading else "",
+    )
 
 
 def close_connections_after_each_response(server: object) -> None:
@@ -223,7 +227,7 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
             if app.settled() and not requests_on_channels():
                 finish()
             elif time.monotonic() >= deadline:
-                warn_overdue(app)
+                warn_overdue(app, requests_on_channels())
                 finish()
             else:
                 reactor.callLater(0.02, poll)
@@ -253,7 +257,15 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # The loop daphne's app put the reactor on as Django loaded (daphne reads this attribute itself).
-    out.write(f"daphne on {eventloop.kind(reactor._asyncioEventloop)}\n")  # type: ignore[attr-defined]
+    loop = eventloop.kind(reactor._asyncioEventloop)  # type: ignore[attr-defined]
+    out.write(f"daphne on {loop}\n")
+    if loop != opts.event_loop:
+        logger.warning(
+            "EMBED_EVENT_LOOP=%s, but daphne runs on %s: it is chosen as manage.py starts (`manage.py serve`), "
+            "before Django loads daphne",
+            opts.event_loop,
+            loop,
+        )
     server.run()
 
 
@@ -278,7 +290,7 @@ def daphne_endpoints(opts: ServeOptions) -> list[str]:
 
 
 def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
-    """Serve `app` on uvicorn (uvloop + httptools where installed) with the same drain as on daphne."""
+    """Serve `app` on uvicorn (httptools, the event loop of `opts`) with the same drain as on daphne."""
     import asyncio
     import contextlib
 

@@ -12,7 +12,7 @@ from tests.conftest import cosines
 from vectors.engine import artifacts, export
 from vectors.engine.config import ModelConfig
 from vectors.engine.encoder import Encoder
-from vectors.engine.errors import ArtifactUnreadable
+from vectors.engine.errors import ArtifactUnreadable, ModelLoadError
 
 REPO = "example-org/minilm"
 OLD = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
@@ -126,3 +126,18 @@ def test_an_int8_artifact_over_a_damaged_fp32_export_exports_the_fp32_source_aga
     texts = ["a damaged source heals once", "一个损坏的源文件"]
     assert cosines(encoder.encode(texts), reference.encode(texts)).min() >= 0.98
     assert os.path.getsize(artifacts.artifact_dir(model_path, "onnx-fp32", cache_dir) / artifacts.ARTIFACT) > 10**6
+
+
+def test_an_artifact_that_cannot_be_removed_is_a_model_load_error_saying_what_to_do(tmp_path, monkeypatch):
+    target = tmp_path / "minilm-onnx-fp32-0123456789abcdef"
+    target.mkdir()
+    (target / artifacts.ARTIFACT).write_bytes(b"truncated by a crash")
+    # Its lock cannot be opened (a real OSError, as a read-only volume gives one even to root).
+    (tmp_path / f"{target.name}.lock").mkdir()
+    with pytest.raises(ModelLoadError, match=r"does not load and cannot be removed: .*prepare_model"):
+        artifacts.discard(target)
+    # The lock opens but the folder stays (rmtree's errors are ignored): no new export could replace it.
+    (tmp_path / f"{target.name}.lock").rmdir()
+    monkeypatch.setattr(artifacts.shutil, "rmtree", lambda path, ignore_errors=False: None)
+    with pytest.raises(ModelLoadError, match=r"does not load and cannot be removed; run manage.py prepare_model"):
+        artifacts.discard(target)

@@ -183,15 +183,23 @@ def test_the_migration_keeps_the_rows_and_lets_a_request_id_repeat(empty_databas
     migrate_to(using, "0002_requestlog_entry_id")
 
     rows = list(RequestLog.objects.using(using).order_by("pk"))
-    assert [(r.request_id, r.total_ms) for r in rows] == [("old0", 0), ("old1", 1), ("old2", 2)]
-    assert [r.entry_id for r in rows] == [str(r.pk) for r in rows], "rows from before get their primary key"
+    assert [(r.request_id, r.total_ms, r.entry_id) for r in rows] == [
+        ("old0", 0, None),
+        ("old1", 1, None),
+        ("old2", 2, None),
+    ]
+    # A process of the previous release, still running in a rolling deploy, writes rows without an entry id.
+    OldRequestLog.objects.using(using).bulk_create(
+        OldRequestLog(request_id=f"late{i}", created_at=now, endpoint="tei", status=200, total_ms=i) for i in range(2)
+    )
     sink = DatabaseSink(using)
     assert sink.write([replace(entry(1), request_id="old0"), replace(entry(2), request_id="old0")]) == 0
-    assert request_ids(using) == ["old0", "old0", "old0", "old1", "old2"]
+    assert request_ids(using) == ["late0", "late1", "old0", "old0", "old0", "old1", "old2"]
     sink.close()
+    made = RequestLog.objects.using(using).exclude(entry_id=None).first()
     with pytest.raises(IntegrityError), transaction.atomic(using=using):  # the row identity is unique
         RequestLog.objects.using(using).create(
-            entry_id=rows[0].entry_id, request_id="new", created_at=now, endpoint="tei", status=200, total_ms=1
+            entry_id=made.entry_id, request_id="new", created_at=now, endpoint="tei", status=200, total_ms=1
         )
     connection = connections[using]
     with connection.cursor() as cursor:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
-from .errors import ArtifactUnreadable
+from .errors import ArtifactUnreadable, ModelLoadError
 from .quantize import RECIPE, WEIGHTS_RECIPE
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ LIBRARIES = ("torch", "transformers", "sentence-transformers", "onnx", "onnxrunt
 # Both are rewrites of onnx-fp32, made from it, each under its recipe's name.
 VARIANTS = ("onnx-fp32", "onnx-int8", "onnx-w8")
 RECIPE_NAMES = {"onnx-int8": RECIPE, "onnx-w8": WEIGHTS_RECIPE}
+PREPARE_AGAIN = "run manage.py prepare_model where the folder is writable, or remove it"
 
 
 def library_versions() -> dict[str, str]:
@@ -204,6 +205,15 @@ def locked_artifact(target: Path) -> contextlib.AbstractContextManager[None]:
 
 
 def discard(target: Path) -> None:
-    """Remove an artifact directory that exists but does not load (a truncated file after a crash)."""
-    with locked_artifact(target):
-        shutil.rmtree(target, ignore_errors=True)
+    """Remove an artifact directory that exists but does not load (a truncated file after a crash).
+
+    Raises:
+        ModelLoadError: it cannot be removed (a read-only volume): no new export could replace it.
+    """
+    try:
+        with locked_artifact(target):
+            shutil.rmtree(target, ignore_errors=True)
+    except OSError as exc:
+        raise ModelLoadError(f"{target} does not load and cannot be removed: {exc}; {PREPARE_AGAIN}") from exc
+    if target.exists():
+        raise ModelLoadError(f"{target} does not load and cannot be removed; {PREPARE_AGAIN}")

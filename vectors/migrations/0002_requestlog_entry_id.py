@@ -5,43 +5,36 @@ clients reuse ids and retries resend them, and the unique request_id made the si
 ignores conflicts, so a re-written batch is stored once) drop the second request's row. The entry_id
 now carries that idempotence.
 
-Existing rows keep everything and get their primary key as entry_id (decimal, at most 19 digits: never
-equal to a new 32-digit id). Django's recipe for a unique column on a table with rows: add it
-nullable, fill it, then make it NOT NULL and unique. One migration is safe on PostgreSQL: the table
-has no foreign keys, so the UPDATE leaves no deferred trigger events to block the ALTER TABLE after it.
-Reversing fails while two rows share a request id (request_id cannot become unique again).
+entry_id stays nullable, for a rolling deploy: migrate first, while processes of the previous release
+still write rows without it (NULLs never conflict in a unique constraint, on PostgreSQL as on SQLite),
+then roll out the code that fills it. Rows from before keep NULL: nothing re-writes them. Adding a
+nullable column without a database default rewrites no row; the two index builds hold the table's write
+lock while they run (the request-log writer waits and retries meanwhile). Reversing fails while two rows
+share a request id (request_id cannot become unique again).
 """
 
 from django.db import migrations, models
-from django.db.models.functions import Cast
 
 import vectors.models
 
 
-def fill_entry_ids(apps, schema_editor):
-    RequestLog = apps.get_model("vectors", "RequestLog")
-    rows = RequestLog.objects.using(schema_editor.connection.alias)
-    rows.filter(entry_id__isnull=True).update(entry_id=Cast("pk", models.CharField(max_length=32)))
-
-
 class Migration(migrations.Migration):
-
     dependencies = [
         ("vectors", "0001_initial"),
     ]
 
     operations = [
+        # Without a default first: a callable default would be evaluated once and given to every old row.
         migrations.AddField(
             model_name="requestlog",
             name="entry_id",
             field=models.CharField(editable=False, max_length=32, null=True, verbose_name="entry id"),
         ),
-        migrations.RunPython(fill_entry_ids, migrations.RunPython.noop, elidable=True),
         migrations.AlterField(
             model_name="requestlog",
             name="entry_id",
             field=models.CharField(
-                default=vectors.models.new_entry_id, editable=False, max_length=32, verbose_name="entry id"
+                default=vectors.models.new_entry_id, editable=False, max_length=32, null=True, verbose_name="entry id"
             ),
         ),
         migrations.AddConstraint(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import conf
+from ... import conf, eventloop
 from ...engine.errors import ModelLoadError
 from ...serving import SERVERS, ServeOptions, run_server
 from ...workers import run_workers
@@ -45,7 +45,7 @@ class Command(BaseCommand):
             "--server",
             choices=SERVERS,
             default=None,
-            help="ASGI server (default: EMBED_SERVER, else daphne). uvicorn: uvloop + httptools, same drain.",
+            help="ASGI server (default: EMBED_SERVER, else daphne). uvicorn: httptools, same drain.",
         )
 
     def handle(self, *args: object, **options: object) -> None:
@@ -59,7 +59,7 @@ class Command(BaseCommand):
             access_log=bool(options["access_log"]),
             backlog=int(options["backlog"]),  # type: ignore[arg-type]
             server=str(options["server"] or conf.embeddings().get("SERVER", "daphne")),
-            event_loop=str(conf.embeddings().get("EVENT_LOOP", "uvloop")),
+            event_loop=str(conf.embeddings().get("EVENT_LOOP", eventloop.DEFAULT)),
         )
         if opts.drain_timeout_s <= 0:
             raise CommandError("--drain-timeout must be > 0")
@@ -71,7 +71,8 @@ class Command(BaseCommand):
         if workers > 1:
             if opts.unix_socket or opts.fd is not None:
                 raise CommandError("--workers takes --host/--port, not --unix-socket or --fd")
-            code = run_workers(opts, workers, Path(sys.argv[0]).resolve(), self.stdout)
+            # manage.py, however this process started: it picks the event loop before Django loads daphne.
+            code = run_workers(opts, workers, Path(settings.BASE_DIR) / "manage.py", self.stdout)
             if code:
                 raise CommandError(f"a worker exited with status {code}")
             return
