@@ -4,7 +4,7 @@ daphne installs Twisted's reactor on a loop it makes while Django loads its apps
 made before that, by manage.py (`install`); uvicorn is told it directly. On daphne at 100 connections
 uvloop took 13 % less of the event loop's CPU per request and served 9 % more (bench/README-backends.md,
 "The event loop"). `serve` started another way (`python -m django serve`, `call_command`) keeps the loop
-daphne made and says so (vectors.serving).
+daphne made and says so (vectors.daphne_server).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ from __future__ import annotations
 from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
 
-from vectors.serving import ServeOptions, daphne_endpoints, skip_twisted_access_log
+from vectors.daphne_server import daphne_endpoints, skip_twisted_access_log
+from vectors.serving import ServeOptions
 
 
 def test_tcp_and_unix_endpoints_listen_with_the_backlog_asked_for():

@@ -1,0 +1,137 @@
+"""uvicorn for `manage.py serve --server uvicorn`: the same app and drain as on daphne, on httptools."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import IO
+
+from . import eventloop
+from .serving import QUIET_BEFORE_EXIT_S, InFlight, ServeOptions, begin_drain, warn_overdue
+
+
+def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
+    """Serve `app` on uvicorn (httptools, the event loop of `opts`) with the same drain as on daphne."""
+    import asyncio
+    import contextlib
+
+    import uvicorn
+
+    from . import shutdown
+
+    listen = {"fd": opts.fd} if opts.fd is not None else {"uds": opts.unix_socket} if opts.unix_socket else {}
+    config = uvicorn.Config(
+        app,
+        host=opts.host,
+        port=opts.port,
+        **listen,
+        backlog=opts.backlog,
+        loop=opts.event_loop,
+        http=_tolerant_httptools_protocol(),
+        ws="websockets-sansio",
+        lifespan="off",  # the models are warm already; channels' router has no lifespan handler
+        access_log=opts.access_log,
+        log_level="info" if opts.access_log else "warning",
+        timeout_graceful_shutdown=opts.drain_timeout_s,
+        server_header=False,
+    )
+
+    class Runner(uvicorn.Server):
+        async def startup(self, sockets: list | None = None) -> None:
+            await super().startup(sockets)
+            out.write(f"uvicorn on {eventloop.kind(asyncio.get_running_loop())}\n")
+            for server in getattr(self, "servers", []):
+                for sock in server.sockets:
+                    address = sock.getsockname()
+                    if isinstance(address, tuple):
+                        out.write(f"listening on http://{address[0]}:{address[1]}\n")
+                    else:
+                        out.write(f"listening on unix:{address}\n")
+            out.flush()
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # noqa: ANN202 - uvicorn's own hook
+            # uvicorn's handlers stop at once and re-raise the signal at exit (status -15); ours drain
+            # as on daphne - refuse new work, finish what was admitted - and exit 0.
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.drain)
+            try:
+                yield
+            finally:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(signum)
+
+        def drain(self) -> None:
+            if begin_drain(out):
+                asyncio.get_running_loop().create_task(self.wait_then_exit())
+
+        async def wait_then_exit(self) -> None:
+            deadline = time.monotonic() + opts.drain_timeout_s
+            # Connections made in the first moments of the drain still get their 503 + Connection: close
+            # (a client whose keep-alive connection was just closed reconnects at once); then the port
+            # refuses new connections while open ones finish.
+            await asyncio.sleep(QUIET_BEFORE_EXIT_S)
+            for server in getattr(self, "servers", []):
+                server.close()
+            while not app.settled():
+                if time.monotonic() >= deadline:
+                    warn_overdue(app)
+                    break
+                await asyncio.sleep(0.02)
+            self.should_exit = True
+
+    Runner(config).run()
+    shutdown.run_hooks()
+    out.write("stopped\n")
+    out.flush()
+
+
+def _tolerant_httptools_protocol() -> object:
+    """uvicorn's httptools protocol, made to ignore an `Upgrade: h2c` offer.
+
+    Java's HttpClient (HTTP_2 by default) offers h2c on every plain-HTTP request, body included.
+    llhttp takes everything after such a request's headers for the new protocol, so uvicorn handed the
+    app an empty body (400 "input: This field is required."). The offer is optional (RFC 9113 dropped
+    it); renaming that one header before parsing answers in HTTP/1.1, as daphne does. WebSocket upgrades
+    are untouched. Over a network the header block can arrive in pieces, cut inside that line: while a
+    request's headers are incomplete, the unfinished last line of a read waits for the next read (no
+    request can start before its headers end, so nothing waits that could be answered). Not caught: an
+    offer cut in a read that also ends the body of a pipelined request before it (clients do not
+    pipeline). Falls back to uvicorn's own choice where httptools is missing.
+    """
+    import re
+
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return "auto"
+
+    h2c_offer = re.compile(rb"(\r\n)upgrade([ \t]*:[ \t]*h2c[ \t]*\r\n)", re.IGNORECASE)
+    longest_held = 8192  # an unfinished header line longer than this goes to the parser as it is
+
+    class TolerantHttpToolsProtocol(HttpToolsProtocol):
+        _in_headers = True  # a connection starts with a request's headers
+        _held = b""
+
+        def data_received(self, data: bytes) -> None:
+            if self._held:
+                data, self._held = self._held + data, b""
+            if self._in_headers and b"\r\n\r\n" not in data:
+                cut = data.rfind(b"\r\n")
+                if cut >= 0 and len(data) - cut <= longest_held:
+                    data, self._held = data[:cut], data[cut:]
+            if b"2c" in data or b"2C" in data:
+                data = h2c_offer.sub(rb"\1x-h2c-ignored\2", data)
+            if data:
+                super().data_received(data)
+
+        def on_headers_complete(self) -> None:
+            self._in_headers = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_headers = True  # the next bytes on this connection start the next request
+            super().on_message_complete()
+
+    return TolerantHttpToolsProtocol
