@@ -8,7 +8,7 @@ import time
 import weakref
 from typing import IO
 
-from . import eventloop
+from . import conf, eventloop
 from .serving import InFlight, ServeOptions, begin_drain, warn_overdue
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,104 @@ def requests_on_channels() -> bool:
     return any(getattr(getattr(protocol, "_channel", protocol), "requests", None) for protocol in list(_channels))
 
 
+# How long a connection refused for its body's size goes on reading (and dropping) what the client still
+# sends after the 413: closing at once, with its data unread, makes the kernel reset the connection, and
+# the client may lose the answer with it.
+LINGER_S = 2.0
+
+
+def limit_request_bodies(limit_bytes: int) -> None:
+    """Answer 413 as soon as a body is known to pass `limit_bytes`, before Twisted has buffered it all.
+
+    daphne calls the application only once the whole body is in, buffered by Twisted in memory or a
+    temporary file, so the API's own check came after an upload of any size: a 100 MB Content-Length got
+    its 413 only once 100 MB had arrived, and a chunked body without end filled the disk. Now a declared
+    length over the limit is refused when the headers are in, and a chunked body when it passes it: the
+    413 JSON error, then the connection closes after the client's unread data is drained for LINGER_S.
+    """
+    from daphne.http_protocol import WebRequest
+
+    if getattr(WebRequest, "body_limit_bytes", None) is not None:
+        WebRequest.body_limit_bytes = limit_bytes  # type: ignore[attr-defined]
+        return
+    got_length = WebRequest.gotLength
+    handle_chunk = WebRequest.handleContentChunk
+    process = WebRequest.process
+
+    def gotLength(request: WebRequest, length: int | None) -> None:  # noqa: N802 - Twisted's name
+        request.body_bytes = 0
+        request.refused = False
+        if length is not None and length > WebRequest.body_limit_bytes:
+            got_length(request, 0)  # an empty in-memory body: what still arrives is dropped, not stored
+            request.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after the refusal
+            refuse(request, f"request body has {length} bytes; the limit is {WebRequest.body_limit_bytes}")
+            return
+        got_length(request, length)
+
+    def handleContentChunk(request: WebRequest, data: bytes) -> None:  # noqa: N802 - Twisted's name
+        if request.refused:
+            return
+        request.body_bytes += len(data)
+        if request.body_bytes > WebRequest.body_limit_bytes:
+            refuse(request, f"request body is larger than {WebRequest.body_limit_bytes} bytes")
+            return
+        handle_chunk(request, data)
+
+    def process_unless_refused(request: WebRequest) -> None:
+        if not getattr(request, "refused", False):
+            process(request)
+
+    WebRequest.body_limit_bytes = limit_bytes  # type: ignore[attr-defined]
+    WebRequest.gotLength = gotLength  # type: ignore[method-assign]
+    WebRequest.handleContentChunk = handleContentChunk  # type: ignore[method-assign]
+    WebRequest.process = process_unless_refused  # type: ignore[method-assign]
+
+
+def refuse(request: object, message: str) -> None:
+    """Write the 413 JSON answer on the connection, stop answering on it, and close it after LINGER_S."""
+    import orjson
+    from twisted.internet import reactor
+
+    from .api import accounting
+    from .api.errors import PayloadTooLarge
+    from .api.fastpath import ROUTES
+
+    request.refused = True  # type: ignore[attr-defined]
+    channel = request.channel  # type: ignore[attr-defined]
+    error = PayloadTooLarge(message)
+    body = orjson.dumps(error.envelope())
+    request_id = (request.getHeader(b"x-request-id") or b"").decode("latin-1") or accounting.new_request_id()  # type: ignore[attr-defined]
+    head = (
+        f"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        f"x-content-type-options: nosniff\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n"
+    )
+    transport = channel.transport
+    transport.write(head.encode("latin-1") + body)
+    # The answer is whole: no more requests on this connection, and what the client still sends is dropped.
+    channel.persistent = False
+    if hasattr(transport, "loseWriteConnection"):
+        transport.loseWriteConnection()
+    reactor.callLater(LINGER_S, transport.loseConnection)
+    # Twisted has the method and path of the request line on its channel only (the request gets them last).
+    route = ROUTES.get((bytes(getattr(channel, "_command", b"")).decode("latin-1"), path_of(channel)))
+    if route is not None:
+        caller = getattr(request.getClientAddress(), "host", "") or ""  # type: ignore[attr-defined]
+        accounting.account(
+            endpoint=route[0],
+            status=413,
+            total_ms=0.0,
+            outcome=None,
+            error_code=error.code,
+            caller=caller,
+            request_id=request_id,
+        )
+
+
+def path_of(channel: object) -> str:
+    raw = bytes(getattr(channel, "_path", b"") or b"")
+    return raw.split(b"?", 1)[0].decode("latin-1")
+
+
 def skip_twisted_access_log() -> None:
     """Stop Twisted formatting an access-log line per request that nothing shows.
 
@@ -103,6 +201,7 @@ def run_daphne(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
 
     track_channels()
     skip_twisted_access_log()
+    limit_request_bodies(conf.limits().max_body_bytes)
     server = Runner(
         app,
         endpoints=endpoints,

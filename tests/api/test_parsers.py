@@ -52,11 +52,11 @@ async def test_a_chunked_body_without_content_length_is_read_whole_and_held_to_t
     assert answer.json()["error"]["message"] == "request body is larger than 1000 bytes"
 
 
-async def test_a_route_that_takes_no_body_ignores_the_length_a_get_declares(fast_path):
+async def test_a_get_that_declares_a_body_over_the_limit_gets_413_from_both_adapters(fast_path):
     with override_settings(EMBEDDINGS={**settings.EMBEDDINGS, "MAX_BODY_BYTES": 1000}):
         answer = await send_raw("/get_vector", [b"x" * 10], [(b"content-length", b"5000")], "GET", b"sentence=hi")
-    assert answer.status_code == 200, answer.content
-    assert len(answer.json()["vector"]) == 384
+    assert answer.status_code == 413, answer.content
+    assert answer.json()["error"]["code"] == "payload_too_large"
 
 
 async def test_a_post_without_a_content_type_is_read_as_json(fast_path):

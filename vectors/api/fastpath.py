@@ -82,10 +82,46 @@ class FastEmbeddingApp:
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         route = ROUTES.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
-        if route is None or not conf.limits().fast_path:
+        if scope["type"] != "http":
             await self.fallback(scope, receive, send)
             return
-        await self.handle(route, scope, receive, send)
+        try:
+            # First, on every route, as daphne's side does (vectors.daphne_server.limit_request_bodies):
+            # a body declared over the limit is not read, whoever sends it.
+            PayloadTooLarge.refuse_declared(header(scope, b"content-length"), conf.limits().max_body_bytes)
+        except PayloadTooLarge as exc:
+            await send_error(send, exc)
+            return
+        if route is None or not conf.limits().fast_path:
+            await self.fall_back_within_limit(scope, receive, send)
+        else:
+            await self.handle(route, scope, receive, send)
+
+    async def fall_back_within_limit(self, scope: dict, receive: Receive, send: Send) -> None:
+        """Hand a request to Django, holding its body to MAX_BODY_BYTES as it arrives.
+
+        Django's ASGI handler reads a body of any size (spooled to disk) before a view can refuse it;
+        a chunked body past the limit is cut off from it instead, and answered 413 here - before the
+        view's key check, which Django runs only once the body is in. (On daphne, Twisted's side
+        refuses it even earlier: vectors.daphne_server.limit_request_bodies.)
+        """
+        limit = conf.limits().max_body_bytes
+        size = 0
+        refused: PayloadTooLarge | None = None
+
+        async def receive_within_limit() -> dict:
+            nonlocal size, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    refused = PayloadTooLarge.over(limit)
+                    return {"type": "http.disconnect"}  # Django stops reading and answers nothing
+            return message
+
+        await self.fallback(scope, receive_within_limit, send)
+        if refused is not None:
+            await send_error(send, refused)
 
     async def handle(self, route: tuple, scope: dict, receive: Receive, send: Send) -> None:
         endpoint, handler, takes_body = route
@@ -151,6 +187,19 @@ class FastEmbeddingApp:
             caller=caller,
             request_id=request_id,
         )
+
+
+async def send_error(send: Send, error: PayloadTooLarge) -> None:
+    """Answer with `error`'s JSON envelope and close the connection (the rest of the body is not read)."""
+    body = orjson.dumps(error.envelope())
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def watch_disconnect(receive: Receive, task: asyncio.Task | None) -> None:

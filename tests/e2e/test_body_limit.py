@@ -1,0 +1,112 @@
+"""A body over EMBED_MAX_BODY_BYTES is refused as soon as it is known to be, on both servers and every route.
+
+daphne buffers a whole body before the application sees it, and Django's ASGI handler reads one of any
+size: without the limit at the server a 100 MB Content-Length got its 413 only after 100 MB, and an
+endless chunked body filled the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import time
+
+import pytest
+
+from tests.conftest import start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+
+LIMIT = 100_000
+
+
+@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
+def small_limit_server(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"limit-{request.param}")
+    server = start_server(tmp, env_extra={"EMBED_MAX_BODY_BYTES": str(LIMIT)}, args=("--server", request.param))
+    yield server, tmp
+    stop_server(server)
+
+
+def connect(server) -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = socket.create_connection((host, int(port)), timeout=10)
+    return conn
+
+
+def read_answer(conn: socket.socket) -> tuple[bytes, dict]:
+    answer = b""
+    while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < content_length(answer):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    head, body = answer.split(b"\r\n\r\n", 1)
+    return head, json.loads(body)
+
+
+def content_length(answer: bytes) -> int:
+    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 1 << 30
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/admin/login/"])
+def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_sent(small_limit_server, path):
+    server, _ = small_limit_server
+    with connect(server) as conn:
+        conn.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 100000000\r\nX-Request-ID: declared{path}\r\n\r\n".encode()
+        )
+        head, body = read_answer(conn)  # not one byte of the body was sent
+    assert head.startswith(b"HTTP/1.1 413 "), head
+    assert body["error"]["code"] == "payload_too_large"
+    assert body["error"]["message"] == f"request body has 100000000 bytes; the limit is {LIMIT}"
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/admin/login/"])
+def test_a_chunked_body_is_refused_once_it_passes_the_limit(small_limit_server, path):
+    server, _ = small_limit_server
+    chunk = b"x" * 8192
+    with connect(server) as conn:
+        conn.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        sent = 0
+        conn.settimeout(0.05)
+        answered = b""
+        deadline = time.monotonic() + 20
+        while not answered and time.monotonic() < deadline:
+            try:
+                conn.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                sent += len(chunk)
+                answered = conn.recv(65536, socket.MSG_PEEK)
+            except (TimeoutError, BlockingIOError):
+                continue
+        conn.settimeout(10)
+        head, body = read_answer(conn)
+    assert head.startswith(b"HTTP/1.1 413 "), head
+    assert body["error"] == {
+        "message": f"request body is larger than {LIMIT} bytes",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "payload_too_large",
+    }
+    assert sent < 50 * LIMIT, "refused while the body was arriving, not at its end (there is none)"
+
+
+def test_the_server_goes_on_serving_and_logs_the_refusals_of_embedding_routes(small_limit_server):
+    server, tmp = small_limit_server
+    with connect(server) as conn:
+        conn.sendall(b"GET /get_vector?sentence=still+here HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = read_answer(conn)
+    assert head.startswith(b"HTTP/1.1 200 ") and len(body["vector"]) == 384
+    stop_server(server)
+    with sqlite3.connect(tmp / "db.sqlite3") as db:
+        rows = db.execute("select endpoint, error_code from vectors_requestlog where status = 413").fetchall()
+    assert ("openai", "payload_too_large") in rows, rows
