@@ -132,7 +132,10 @@ def refuse(request: object, message: str) -> None:
     channel = request.channel  # type: ignore[attr-defined]
     error = PayloadTooLarge(message)
     body = orjson.dumps(error.envelope())
-    request_id = (request.getHeader(b"x-request-id") or b"").decode("latin-1") or accounting.new_request_id()  # type: ignore[attr-defined]
+    sent_id = (request.getHeader(b"x-request-id") or b"").decode("latin-1")  # type: ignore[attr-defined]
+    # Echoed into a raw header: only what daphne itself would accept there, else an id of our own.
+    printable = sent_id.isascii() and sent_id.isprintable() and len(sent_id) <= 200
+    request_id = sent_id if sent_id and printable else accounting.new_request_id()
     head = (
         f"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
         f"x-content-type-options: nosniff\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n"
@@ -141,6 +144,9 @@ def refuse(request: object, message: str) -> None:
     transport.write(head.encode("latin-1") + body)
     # The answer is whole: no more requests on this connection, and what the client still sends is dropped.
     channel.persistent = False
+    # Twisted would go on parsing it (chunk framing, a form body) and could answer a malformed rest
+    # with a 400 of its own after ours; the bytes are only drained now.
+    channel.rawDataReceived = lambda data: None
     if hasattr(transport, "loseWriteConnection"):
         transport.loseWriteConnection()
     reactor.callLater(LINGER_S, transport.loseConnection)

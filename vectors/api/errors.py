@@ -62,7 +62,7 @@ class PayloadTooLarge(ApiError):
     @classmethod
     def refuse_declared(cls, declared: str | None, limit: int) -> None:
         """Raise at once when the Content-Length header already says the body is over `limit`."""
-        if declared and declared.isdigit() and int(declared) > limit:
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise cls(f"request body has {declared} bytes; the limit is {limit}")
 
 
@@ -212,6 +212,8 @@ def error_headers(err: ApiError) -> dict[str, str]:
         return {"Retry-After": str(err.retry_after_s)}
     if isinstance(err, ModelFailed):
         return {"X-Should-Retry": "false"}
+    if isinstance(err, PayloadTooLarge):
+        return {"Connection": "close"}  # the rest of the body is not read: the connection cannot go on
     return {}
 
 

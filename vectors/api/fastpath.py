@@ -90,7 +90,7 @@ class FastEmbeddingApp:
             # a body declared over the limit is not read, whoever sends it.
             PayloadTooLarge.refuse_declared(header(scope, b"content-length"), conf.limits().max_body_bytes)
         except PayloadTooLarge as exc:
-            await send_error(send, exc)
+            await send_error(scope, send, exc)
             return
         if route is None or not conf.limits().fast_path:
             await self.fall_back_within_limit(scope, receive, send)
@@ -121,7 +121,7 @@ class FastEmbeddingApp:
 
         await self.fallback(scope, receive_within_limit, send)
         if refused is not None:
-            await send_error(send, refused)
+            await send_error(scope, send, refused)
 
     async def handle(self, route: tuple, scope: dict, receive: Receive, send: Send) -> None:
         endpoint, handler, takes_body = route
@@ -189,17 +189,31 @@ class FastEmbeddingApp:
         )
 
 
-async def send_error(send: Send, error: PayloadTooLarge) -> None:
-    """Answer with `error`'s JSON envelope and close the connection (the rest of the body is not read)."""
+async def send_error(scope: dict, send: Send, error: PayloadTooLarge) -> None:
+    """Answer `error` before any handler ran (a body over the limit), close the connection, log it."""
+    stopwatch = core.Stopwatch()
+    request_id = header(scope, b"x-request-id") or accounting.new_request_id()
     body = orjson.dumps(error.envelope())
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-content-type-options", b"nosniff"),
-        (b"connection", b"close"),
+        (b"x-request-id", request_id.encode("latin-1")),
+        (b"connection", b"close"),  # the rest of the body is not read
     ]
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+    route = ROUTES.get((scope.get("method", ""), scope.get("path", "")))
+    if route is not None:
+        accounting.account(
+            endpoint=route[0],
+            status=error.status_code,
+            total_ms=stopwatch.ms(),
+            outcome=None,
+            error_code=error.code,
+            caller=(scope.get("client") or ("",))[0] or "",
+            request_id=request_id,
+        )
 
 
 async def watch_disconnect(receive: Receive, task: asyncio.Task | None) -> None:
