@@ -165,6 +165,14 @@ def refuse(request: object, message: str) -> None:
         )
 
 
+def forget_requests_without_application(connections: dict) -> None:
+    """Drop daphne's entries for requests that never reached the application (refused for their size,
+    or an upload cut short): daphne's exit looks up their application instance and would stop, with a
+    KeyError, before cancelling the ones left after a drain timeout. Its checker drops them within 1 s."""
+    for protocol in [p for p, details in connections.items() if "application_instance" not in details]:
+        del connections[protocol]
+
+
 def path_of(channel: object) -> str:
     raw = bytes(getattr(channel, "_path", b"") or b"")
     return raw.split(b"?", 1)[0].decode("latin-1")
@@ -197,6 +205,10 @@ def run_daphne(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
             out.write(f"{line} {took_ms:.1f}ms\n")
 
     class Runner(Server):
+        def kill_all_applications(self) -> object:
+            forget_requests_without_application(self.connections)
+            return super().kill_all_applications()
+
         def listen_success(self, port: object) -> None:
             super().listen_success(port)
             for host, bound in self.listening_addresses:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
 
-from vectors.daphne_server import daphne_endpoints, skip_twisted_access_log
+from vectors import daphne_server
+from vectors.daphne_server import daphne_endpoints, forget_requests_without_application, skip_twisted_access_log
 from vectors.serving import ServeOptions
 
 
@@ -38,3 +41,53 @@ def test_twisted_formats_no_access_log_line_per_request(monkeypatch):
     skip_twisted_access_log()
     factory.log(request)
     assert len(formatted) == 1
+
+
+def test_requests_that_never_reached_the_application_are_forgotten_before_daphne_cancels_the_rest():
+    running, refused = object(), object()
+    connections = {running: {"application_instance": "task"}, refused: {"connected": 1.0}}
+    forget_requests_without_application(connections)
+    assert connections == {running: {"application_instance": "task"}}
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written = b""
+        self.half_closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def loseWriteConnection(self) -> None:  # noqa: N802 - Twisted's name
+        self.half_closed = True
+
+    def loseConnection(self) -> None:  # noqa: N802 - Twisted's name
+        pass
+
+
+class FakeRequest:
+    def __init__(self, request_id: bytes) -> None:
+        self.channel = type("Channel", (), {"_command": b"POST", "_path": b"/embed?x=1", "persistent": True})()
+        self.channel.transport = FakeTransport()
+        self.request_id = request_id
+
+    def getHeader(self, name: bytes) -> bytes | None:  # noqa: N802 - Twisted's name
+        return self.request_id if name == b"x-request-id" else None
+
+    def getClientAddress(self) -> object:  # noqa: N802 - Twisted's name
+        return type("Address", (), {"host": "10.0.0.9"})()
+
+
+def test_a_refusal_echoes_a_printable_request_id_and_replaces_any_other(request_log, monkeypatch):
+    monkeypatch.setattr(daphne_server, "LINGER_S", 0.0)
+    answers = {}
+    for sent in (b"client-id-7", b"bad\x0bid", b"x" * 300):
+        request = FakeRequest(sent)
+        daphne_server.refuse(request, "request body is larger than 10 bytes")
+        head = request.channel.transport.written.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+        answers[sent] = dict(line.split(": ", 1) for line in head.split("\r\n")[1:])["x-request-id"]
+        assert head.startswith("HTTP/1.1 413 ") and request.channel.transport.half_closed
+    assert answers[b"client-id-7"] == "client-id-7"
+    assert re.fullmatch(r"[0-9a-f]{32}", answers[b"bad\x0bid"]) and re.fullmatch(r"[0-9a-f]{32}", answers[b"x" * 300])
+    logged = [(e.endpoint, e.status, e.request_id, e.caller) for e in request_log.entries()]
+    assert ("tei", 413, "client-id-7", "10.0.0.9") in logged
