@@ -87,6 +87,33 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
     out.flush()
 
 
+# How long a connection closed while its request's body is still arriving goes on reading (and dropping)
+# it: closing with data unread makes the kernel reset the connection, and the client may lose the answer
+# (a 413 for a body over the limit, sent before the body is read). daphne's side does the same.
+LINGER_S = 2.0
+
+
+class LingeringClose:
+    """A request's view of its connection: closing it before the request's body is all in half-closes
+    it (the answer is whole), drops what still arrives, and closes it LINGER_S later."""
+
+    def __init__(self, protocol: object) -> None:
+        self._protocol = protocol
+        self._transport = protocol.transport  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        cycle = self._protocol.cycle  # type: ignore[attr-defined]
+        if cycle is not None and cycle.more_body and self._transport.can_write_eof():
+            self._protocol._lingering = True  # type: ignore[attr-defined]
+            self._transport.write_eof()
+            self._protocol.loop.call_later(LINGER_S, self._transport.close)  # type: ignore[attr-defined]
+        else:
+            self._transport.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
+
+
 def _tolerant_httptools_protocol() -> object:
     """uvicorn's httptools protocol, made to ignore an `Upgrade: h2c` offer.
 
@@ -113,8 +140,11 @@ def _tolerant_httptools_protocol() -> object:
     class TolerantHttpToolsProtocol(HttpToolsProtocol):
         _in_headers = True  # a connection starts with a request's headers
         _held = b""
+        _lingering = False
 
         def data_received(self, data: bytes) -> None:
+            if self._lingering:
+                return  # answered and closing: what the client still sends is dropped unparsed
             if self._held:
                 data, self._held = self._held + data, b""
             if self._in_headers and b"\r\n\r\n" not in data:
@@ -129,6 +159,8 @@ def _tolerant_httptools_protocol() -> object:
         def on_headers_complete(self) -> None:
             self._in_headers = False
             super().on_headers_complete()
+            if self.cycle is not None and self.cycle.transport is self.transport:
+                self.cycle.transport = LingeringClose(self)
 
         def on_message_complete(self) -> None:
             self._in_headers = True  # the next bytes on this connection start the next request
