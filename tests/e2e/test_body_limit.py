@@ -101,7 +101,23 @@ def test_a_chunked_body_is_refused_while_it_arrives_and_its_connection_closed(sm
         assert rest == b"", rest[:100]
 
 
+def test_a_client_still_writing_after_the_413_is_not_reset(small_limit_server):
+    server, _ = small_limit_server
+    with connect(server) as conn:
+        conn.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        conn.sendall(b"Content-Length: 100000000\r\n\r\n")
+        head, _ = read_answer(conn)
+        assert head.startswith(b"HTTP/1.1 413 "), head
+        # The body goes on as a client that does not read while it writes would send it: the server half-
+        # closed, drains what comes, and closes only later. Closing at once would reset these sends.
+        until = time.monotonic() + 1.0
+        while time.monotonic() < until:
+            conn.sendall(b"x" * 65536)
+        assert conn.recv(65536) == b"", "the answer was whole; then the server's end of the connection"
+
+
 def test_the_server_goes_on_serving_and_logs_the_refusals_of_embedding_routes(small_limit_server):
+    # Last in this module: it stops the module's server to read the flushed log.
     server, tmp = small_limit_server
     with connect(server) as conn:
         conn.sendall(
