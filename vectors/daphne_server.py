@@ -9,7 +9,8 @@ import weakref
 from typing import IO
 
 from . import conf, eventloop
-from .serving import InFlight, ServeOptions, begin_drain, warn_overdue
+from .api.errors import PayloadTooLarge
+from .serving import LINGER_S, InFlight, ServeOptions, begin_drain, warn_overdue
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +67,6 @@ def requests_on_channels() -> bool:
     return any(getattr(getattr(protocol, "_channel", protocol), "requests", None) for protocol in list(_channels))
 
 
-# How long a connection refused for its body's size goes on reading (and dropping) what the client still
-# sends after the 413: closing at once, with its data unread, makes the kernel reset the connection, and
-# the client may lose the answer with it.
-LINGER_S = 2.0
-
-
 def limit_request_bodies(limit_bytes: int) -> None:
     """Answer 413 as soon as a body is known to pass `limit_bytes`, before Twisted has buffered it all.
 
@@ -96,7 +91,7 @@ def limit_request_bodies(limit_bytes: int) -> None:
         if length is not None and length > WebRequest.body_limit_bytes:
             got_length(request, 0)  # an empty in-memory body: what still arrives is dropped, not stored
             request.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after the refusal
-            refuse(request, f"request body has {length} bytes; the limit is {WebRequest.body_limit_bytes}")
+            refuse(request, PayloadTooLarge.declared(length, WebRequest.body_limit_bytes))
             return
         got_length(request, length)
 
@@ -105,7 +100,7 @@ def limit_request_bodies(limit_bytes: int) -> None:
             return
         request.body_bytes += len(data)
         if request.body_bytes > WebRequest.body_limit_bytes:
-            refuse(request, f"request body is larger than {WebRequest.body_limit_bytes} bytes")
+            refuse(request, PayloadTooLarge.over(WebRequest.body_limit_bytes))
             return
         handle_chunk(request, data)
 
@@ -119,18 +114,16 @@ def limit_request_bodies(limit_bytes: int) -> None:
     WebRequest.process = process_unless_refused  # type: ignore[method-assign]
 
 
-def refuse(request: object, message: str) -> None:
+def refuse(request: object, error: PayloadTooLarge) -> None:
     """Write the 413 JSON answer on the connection, stop answering on it, and close it after LINGER_S."""
     import orjson
     from twisted.internet import reactor
 
     from .api import accounting
-    from .api.errors import PayloadTooLarge
-    from .api.fastpath import ROUTES
+    from .api.fastpath import log_refusal
 
     request.refused = True  # type: ignore[attr-defined]
     channel = request.channel  # type: ignore[attr-defined]
-    error = PayloadTooLarge(message)
     body = orjson.dumps(error.envelope())
     sent_id = (request.getHeader(b"x-request-id") or b"").decode("latin-1")  # type: ignore[attr-defined]
     # Echoed into a raw header: only what daphne itself would accept there, else an id of our own.
@@ -151,18 +144,9 @@ def refuse(request: object, message: str) -> None:
         transport.loseWriteConnection()
     reactor.callLater(LINGER_S, transport.loseConnection)
     # Twisted has the method and path of the request line on its channel only (the request gets them last).
-    route = ROUTES.get((bytes(getattr(channel, "_command", b"")).decode("latin-1"), path_of(channel)))
-    if route is not None:
-        caller = getattr(request.getClientAddress(), "host", "") or ""  # type: ignore[attr-defined]
-        accounting.account(
-            endpoint=route[0],
-            status=413,
-            total_ms=0.0,
-            outcome=None,
-            error_code=error.code,
-            caller=caller,
-            request_id=request_id,
-        )
+    method = bytes(getattr(channel, "_command", b"")).decode("latin-1")
+    caller = getattr(request.getClientAddress(), "host", "") or ""  # type: ignore[attr-defined]
+    log_refusal(method, path_of(channel), error, request_id, caller, 0.0)
 
 
 def forget_requests_without_application(connections: dict) -> None:

@@ -36,6 +36,11 @@ SERVERS = ("daphne", "uvicorn")
 # keep-alive connections get their 503 (and Connection: close) instead of a cut connection.
 QUIET_BEFORE_EXIT_S = 0.3
 
+# How long a connection answered before its request's body was all in (a 413 for a body over the limit)
+# goes on reading, and dropping, what the client still sends before it is closed: closing with data
+# unread makes the kernel reset the connection, and the client may lose the answer. Both servers.
+LINGER_S = 2.0
+
 
 class InFlight:
     """ASGI wrapper counting HTTP requests being answered.

@@ -7,7 +7,7 @@ import time
 from typing import IO
 
 from . import eventloop
-from .serving import QUIET_BEFORE_EXIT_S, InFlight, ServeOptions, begin_drain, warn_overdue
+from .serving import LINGER_S, QUIET_BEFORE_EXIT_S, InFlight, ServeOptions, begin_drain, warn_overdue
 
 
 def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
@@ -85,12 +85,6 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
     shutdown.run_hooks()
     out.write("stopped\n")
     out.flush()
-
-
-# How long a connection closed while its request's body is still arriving goes on reading (and dropping)
-# it: closing with data unread makes the kernel reset the connection, and the client may lose the answer
-# (a 413 for a body over the limit, sent before the body is read). daphne's side does the same.
-LINGER_S = 2.0
 
 
 class LingeringClose:

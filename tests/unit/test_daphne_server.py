@@ -8,6 +8,7 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
 
 from vectors import daphne_server
+from vectors.api.errors import PayloadTooLarge
 from vectors.daphne_server import daphne_endpoints, forget_requests_without_application, skip_twisted_access_log
 from vectors.serving import ServeOptions
 
@@ -83,7 +84,7 @@ def test_a_refusal_echoes_a_printable_request_id_and_replaces_any_other(request_
     answers = {}
     for sent in (b"client-id-7", b"bad\x0bid", b"x" * 300):
         request = FakeRequest(sent)
-        daphne_server.refuse(request, "request body is larger than 10 bytes")
+        daphne_server.refuse(request, PayloadTooLarge.over(10))
         head = request.channel.transport.written.split(b"\r\n\r\n", 1)[0].decode("latin-1")
         answers[sent] = dict(line.split(": ", 1) for line in head.split("\r\n")[1:])["x-request-id"]
         assert head.startswith("HTTP/1.1 413 ") and request.channel.transport.half_closed

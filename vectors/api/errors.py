@@ -60,10 +60,15 @@ class PayloadTooLarge(ApiError):
         return cls(f"request body is larger than {limit} bytes")
 
     @classmethod
+    def declared(cls, length: int, limit: int) -> PayloadTooLarge:
+        """The Content-Length header says `length` bytes, over `limit`."""
+        return cls(f"request body has {length} bytes; the limit is {limit}")
+
+    @classmethod
     def refuse_declared(cls, declared: str | None, limit: int) -> None:
         """Raise at once when the Content-Length header already says the body is over `limit`."""
         if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
-            raise cls(f"request body has {declared} bytes; the limit is {limit}")
+            raise cls.declared(int(declared), limit)
 
 
 class ModelNotFound(ApiError):

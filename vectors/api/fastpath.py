@@ -57,8 +57,8 @@ def header(scope: dict, name: bytes) -> str | None:
     return None
 
 
-async def read_body(scope: dict, receive: Receive, limit: int) -> bytes:
-    PayloadTooLarge.refuse_declared(header(scope, b"content-length"), limit)
+async def read_body(receive: Receive, limit: int) -> bytes:
+    # A Content-Length over `limit` was refused before (FastEmbeddingApp.__call__); this holds a chunked one.
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -81,7 +81,6 @@ class FastEmbeddingApp:
         self.fallback = fallback
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
-        route = ROUTES.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
         if scope["type"] != "http":
             await self.fallback(scope, receive, send)
             return
@@ -92,6 +91,7 @@ class FastEmbeddingApp:
         except PayloadTooLarge as exc:
             await send_error(scope, send, exc)
             return
+        route = ROUTES.get((scope.get("method", ""), scope.get("path", "")))
         if route is None or not conf.limits().fast_path:
             await self.fall_back_within_limit(scope, receive, send)
         else:
@@ -134,7 +134,7 @@ class FastEmbeddingApp:
             caller = await auth.authorize(header(scope, b"authorization")) or caller
             if takes_body:
                 check_media_type(header(scope, b"content-type"))
-                data = parse_json(await read_body(scope, receive, conf.limits().max_body_bytes))
+                data = parse_json(await read_body(receive, conf.limits().max_body_bytes))
             else:
                 data = parse_query(scope.get("query_string", b""))
             if lifecycle.is_draining():
@@ -166,17 +166,9 @@ class FastEmbeddingApp:
             if watcher is not None:
                 watcher.cancel()
         total_ms = stopwatch.ms()
-        body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-content-type-options", b"nosniff"),
-        ]
         # latin-1, as the request's headers were read: a client's X-Request-ID comes back byte for byte.
         timing = accounting.timing_headers(request_id, total_ms, outcome)
-        headers += [(k.encode(), v.encode("latin-1")) for k, v in [*timing, *extra]]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, status, payload, [(k.encode(), v.encode("latin-1")) for k, v in [*timing, *extra]])
         error = payload.get("error") if status != 200 and isinstance(payload, dict) else None
         accounting.account(
             endpoint=endpoint,
@@ -189,29 +181,40 @@ class FastEmbeddingApp:
         )
 
 
+async def send_json(send: Send, status: int, payload: object, headers: list[tuple[bytes, bytes]]) -> None:
+    """Send `payload` as the JSON answer, with `headers` after the content headers."""
+    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    content = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": [*content, *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def send_error(scope: dict, send: Send, error: PayloadTooLarge) -> None:
     """Answer `error` before any handler ran (a body over the limit), close the connection, log it."""
     stopwatch = core.Stopwatch()
     request_id = header(scope, b"x-request-id") or accounting.new_request_id()
-    body = orjson.dumps(error.envelope())
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-request-id", request_id.encode("latin-1")),
-        (b"connection", b"close"),  # the rest of the body is not read
-    ]
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-    route = ROUTES.get((scope.get("method", ""), scope.get("path", "")))
+    # connection: close - the rest of the body is not read
+    headers = [(b"x-request-id", request_id.encode("latin-1")), (b"connection", b"close")]
+    await send_json(send, error.status_code, error.envelope(), headers)
+    caller = (scope.get("client") or ("",))[0] or ""
+    log_refusal(scope.get("method", ""), scope.get("path", ""), error, request_id, caller, stopwatch.ms())
+
+
+def log_refusal(method: str, path: str, error: PayloadTooLarge, request_id: str, caller: str, total_ms: float) -> None:
+    """Account a request refused before any handler ran, when it was for an embedding route."""
+    route = ROUTES.get((method, path))
     if route is not None:
         accounting.account(
             endpoint=route[0],
             status=error.status_code,
-            total_ms=stopwatch.ms(),
+            total_ms=total_ms,
             outcome=None,
             error_code=error.code,
-            caller=(scope.get("client") or ("",))[0] or "",
+            caller=caller,
             request_id=request_id,
         )
 

@@ -461,10 +461,7 @@ class MicroBatcher:
             self._record(size, len(batch.slices), elapsed_ms)
         except Exception as exc:  # noqa: BLE001 - rows that do not fit the texts, or a failing hook: fail, never hang
             logger.exception("could not deliver a batch of %d texts", size)
-            for piece in batch.slices:
-                if not piece.pending.future.done():
-                    self._drop(piece.pending)
-                    piece.pending.future.set_exception(EncodeFailed(f"internal batcher failure: {type(exc).__name__}"))
+            self._fail_slices(batch.slices, EncodeFailed(f"internal batcher failure: {type(exc).__name__}"))
 
     def _abandon(self, batch: _Batch) -> None:
         """Fail the waiters of a batch taken for a lane that could no longer run it."""
