@@ -24,6 +24,7 @@ import argparse
 import functools
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -232,6 +233,8 @@ def main() -> None:
     names = args.configs or [name for name in CONFIGS if name != "torch-bf16"]
     data_dir = tempfile.mkdtemp(prefix="bench-backends-")
     if args.what == "all":
+        if shutil.which("wrk") is None:  # before minutes of loading and exporting, not after
+            sys.exit("wrk is missing: apt-get install -y wrk")
         run_all(names, args.reps, args.batches, args.duration, args.connections, data_dir)
         return
     threads = 1 if args.what == "cpu" else None

@@ -241,7 +241,7 @@ def test_the_cuda_fp16_path_halves_the_weights_and_still_returns_float32_rows(mo
 
     model = SentenceTransformer(model_path, device="cpu")
     runner = TorchRunner(model, "cpu", "fp16")
-    assert next(model.parameters()).dtype == torch.float16 and not runner.autocast
+    assert {p.dtype for p in model.parameters()} == {torch.float16}
     texts = ["a cat sits on the mat", "the quarterly report is late"]
     rows = runner(texts)
     assert rows.dtype == np.float32 and rows.shape == (2, 384)
@@ -312,21 +312,23 @@ def test_a_trace_that_disagrees_with_the_eager_model_is_not_used(model_path, ref
     assert cosines(encoder.encode(texts), reference.encode(texts, normalize_embeddings=False)).min() >= 0.9999
 
 
-def test_bf16_keeps_linear_weights_in_bf16_and_gives_the_rows_of_autocast_over_fp32_weights(model_path):
+def test_bf16_converts_the_whole_model_and_its_trace_gives_the_bf16_models_rows(model_path, reference):
     import torch
     from sentence_transformers import SentenceTransformer
 
     from vectors.engine.backends import TorchRunner
 
-    plain = SentenceTransformer(model_path, device="cpu")
     model = SentenceTransformer(model_path, device="cpu")
-    runner = TorchRunner(model, "cpu", "bf16")
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
-    texts = TEXTS[:16]
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        want = plain.encode(texts, convert_to_tensor=True, normalize_embeddings=False, batch_size=16).float().numpy()
-    np.testing.assert_allclose(runner(texts), want, atol=1e-5)
+    runner = TorchRunner(model, "cpu", "bf16", jit=True)
+    assert runner.traced is not None
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}  # nothing left to cast on each call
+    texts = [*TEXTS[:16], "word " * 400]  # the last one runs the full 256 tokens
+    rows = runner(texts)
+    assert rows.dtype == np.float32
+    with torch.inference_mode():
+        eager = model.encode(texts, convert_to_tensor=True, normalize_embeddings=False).float().numpy()
+    assert cosines(rows, eager).min() >= 0.9999
+    assert cosines(rows, reference.encode(texts, normalize_embeddings=False)).min() >= 0.999
 
 
 @pytest.mark.parametrize(
