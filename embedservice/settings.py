@@ -242,6 +242,8 @@ EMBEDDINGS = {
     "MODEL_ALIASES": env_list("EMBED_MODEL_ALIASES"),
     # Exported onnx/openvino artifacts of models whose own directory is read-only or an installed package.
     "CACHE_DIR": env.get("EMBED_CACHE_DIR") or str(DATA_DIR / "models"),
+    # Where sentence-transformers caches a model named by hub id (its own variable); unset: the Hugging Face cache.
+    "HUB_CACHE_DIR": env.get("SENTENCE_TRANSFORMERS_HOME") or None,
     "TORCH_THREADS": int(env_number("EMBED_TORCH_THREADS", 0)) or None,  # negative: refused by a check
     # Batches that may run at once on the CPU (torch backend); 0: 2 where there are 2+ cores, else 1.
     "PARALLEL_BATCHES": int(env_number("EMBED_PARALLEL_BATCHES", 0)) or None,  # negative: refused by a check

@@ -136,6 +136,7 @@ def model_configs() -> list[ModelConfig]:
                 max_batch_tokens=entry.get("MAX_BATCH_TOKENS") or batcher.max_batch_tokens,
             ),
             cache_dir=cfg.get("CACHE_DIR", ""),
+            hub_cache_dir=cfg.get("HUB_CACHE_DIR"),
         )
         for entry in cfg["MODELS"]
     ]

@@ -28,6 +28,7 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_HOME", str(cache.parent))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("SENTENCE_TRANSFORMERS_HOME", raising=False)  # else sentence-transformers caches there
     # huggingface_hub reads these once, at import; the loaders read the module's values on every call.
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -65,6 +66,40 @@ def test_a_hub_id_gets_a_new_artifact_when_its_cached_snapshot_moves_to_a_new_re
     assert artifacts.artifact_dir(REPO, "onnx-fp32", cache_dir) == Path(first.artifact).parent  # stable per revision
     texts = ["a snapshot of its own", "eine neue Revision"]
     assert cosines(second.encode(texts), reference.encode(texts)).min() >= 0.9999
+
+
+def test_a_hub_id_under_sentence_transformers_home_is_keyed_by_the_snapshot_it_loads_from(
+    model_path, hub_cache, tmp_path, reference
+):
+    home = str(tmp_path / "st-home")  # SENTENCE_TRANSFORMERS_HOME: hub models are cached here, not in HF's cache
+    cache_dir = str(tmp_path / "artifacts")
+    by_name = artifacts.artifact_key(REPO, "onnx-fp32", home)  # not cached anywhere: keyed by its name alone
+    add_snapshot(Path(home), REPO, OLD, model_path)
+    config = ModelConfig("hub", REPO, device="cpu", backend="onnx", cache_dir=cache_dir, hub_cache_dir=home)
+    first = Encoder(config)  # sentence-transformers loads it from home (HF's cache is empty and offline)
+    new = add_snapshot(Path(home), REPO, NEW, model_path)  # the same name, a new revision: refs/main names it
+    second = Encoder(config)
+    assert first.artifact != second.artifact  # the old snapshot's artifact is not reused
+    assert by_name[:16] not in first.artifact + second.artifact  # each keyed by its snapshot, not the name
+    assert artifacts.hub_snapshot(REPO, home) == new and artifacts.hub_snapshot(REPO) is None
+    assert not any(hub_cache.glob("models--*"))
+    texts = ["a snapshot of its own", "eine neue Revision"]
+    assert cosines(second.encode(texts), reference.encode(texts)).min() >= 0.9999
+
+
+def test_sentence_transformers_home_reaches_the_model_config(settings, tmp_path):
+    from vectors import conf
+
+    settings.EMBEDDINGS = {**settings.EMBEDDINGS, "HUB_CACHE_DIR": str(tmp_path)}
+    assert {config.hub_cache_dir for config in conf.model_configs()} == {str(tmp_path)}
+
+
+def test_a_bare_hub_name_is_keyed_by_its_snapshot_under_the_sentence_transformers_organisation(model_path, hub_cache):
+    name = "paraphrase-multilingual-MiniLM-L12-v2"  # SentenceTransformer(name) loads sentence-transformers/<name>
+    add_snapshot(hub_cache, f"sentence-transformers/{name}", OLD, model_path)
+    old_key = artifacts.artifact_key(name, "onnx-fp32")
+    add_snapshot(hub_cache, f"sentence-transformers/{name}", NEW, model_path)
+    assert artifacts.artifact_key(name, "onnx-fp32") != old_key
 
 
 def matmul_graph() -> bytes:

@@ -4,9 +4,9 @@ The artifact lives next to the model (`<model dir>/.embedservice/`) when that di
 write, else under the cache directory (EMBED_CACHE_DIR) - always so for a model inside site-packages
 or loaded by hub id; one prepared next to a model that is now read-only is still found there. Its key
 covers the model's files (name, size, mtime; for a hub id, those of the cached snapshot it resolves
-to, and that snapshot's revision), the variant and the versions of every library that shapes the
-graph, so an upgrade or a new snapshot re-exports instead of loading a stale file. Building them is
-vectors.engine.export's job.
+to, looked up where sentence-transformers caches it, and that snapshot's revision), the variant and
+the versions of every library that shapes the graph, so an upgrade or a new snapshot re-exports
+instead of loading a stale file. Building them is vectors.engine.export's job.
 """
 
 from __future__ import annotations
@@ -66,18 +66,32 @@ def fingerprint(model_path: str) -> list[tuple[str, int, int]]:
     return files
 
 
-def hub_snapshot(model_path: str) -> Path | None:
-    """Return the snapshot folder a hub id resolves to in the local Hugging Face cache; None if none is there."""
+def hub_repo_id(model_path: str) -> str:
+    """Return the repo id SentenceTransformer loads for `model_path`: a bare name is under its organisation."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util import ORIGINAL_TRANSFORMER_MODELS
+
+    organization = SentenceTransformer.default_huggingface_organization
+    if organization and "/" not in model_path and model_path.lower() not in ORIGINAL_TRANSFORMER_MODELS:
+        return f"{organization}/{model_path}"
+    return model_path
+
+
+def hub_snapshot(model_path: str, hub_cache: str | None = None) -> Path | None:
+    """Return the cached snapshot folder sentence-transformers loads a hub id from; None if none is there.
+
+    hub_cache: the cache_folder the model is loaded with (ModelConfig.hub_cache_dir); None: Hugging Face's.
+    """
     if os.path.isdir(model_path):
         return None
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     try:
-        # The default cache and refs/main, as sentence-transformers resolves a hub id it is given alone.
-        return Path(snapshot_download(model_path, local_files_only=True))
+        # The repo id, cache folder and refs/main that SentenceTransformer(model_path) resolves.
+        return Path(snapshot_download(hub_repo_id(model_path), cache_dir=hub_cache or None, local_files_only=True))
     except (HFValidationError, LocalEntryNotFoundError):
-        return None  # not a repo id, or not cached here: the key falls back to the name alone
+        return None  # not a repo id, or not cached there: the key falls back to the name alone
 
 
 def recipe_of(variant: str) -> str:
@@ -85,10 +99,10 @@ def recipe_of(variant: str) -> str:
     return RECIPE_NAMES.get(variant, "")
 
 
-def artifact_key(model_path: str, variant: str) -> str:
+def artifact_key(model_path: str, variant: str, hub_cache: str | None = None) -> str:
     """Return a hex digest of everything an exported artifact depends on."""
     recipe = recipe_of(variant)
-    snapshot = hub_snapshot(model_path)
+    snapshot = hub_snapshot(model_path, hub_cache)
     payload = {
         "path": os.path.realpath(model_path) if os.path.isdir(model_path) else model_path,
         "files": fingerprint(str(snapshot) if snapshot else model_path),
@@ -122,10 +136,10 @@ def cache_root(model_path: str, cache_dir: str) -> Path:
     return cache_home(cache_dir)
 
 
-def artifact_dir(model_path: str, variant: str, cache_dir: str) -> Path:
+def artifact_dir(model_path: str, variant: str, cache_dir: str, hub_cache: str | None = None) -> Path:
     """Return the directory that holds (or will hold) this model's artifact of `variant`."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model_path.rstrip("/")).name or "model")[:60]
-    name = f"{slug}-{variant}-{artifact_key(model_path, variant)[:16]}"
+    name = f"{slug}-{variant}-{artifact_key(model_path, variant, hub_cache)[:16]}"
     local = local_root(model_path)
     # Prepared beside the model (an image build), then mounted read-only: the artifact is still there.
     if local is not None and is_complete(local / name):

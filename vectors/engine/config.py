@@ -47,6 +47,9 @@ class ModelConfig:
         load (vectors.engine.backends.TorchRunner); False: always eagerly.
     cache_dir: where exported (onnx/openvino) artifacts go when the model's own directory is not
         writable or is an installed package; '' means ~/.cache/embedservice.
+    hub_cache_dir: where a model named by hub id is cached (sentence-transformers' cache_folder, from
+        SENTENCE_TRANSFORMERS_HOME); None: the Hugging Face cache. Nothing is downloaded: the export key
+        reads the snapshot cached there.
     """
 
     name: str
@@ -61,3 +64,4 @@ class ModelConfig:
     warmup: bool = True
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
     cache_dir: str = ""
+    hub_cache_dir: str | None = None

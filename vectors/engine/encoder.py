@@ -89,7 +89,7 @@ class Encoder:
         from sentence_transformers import SentenceTransformer
 
         try:
-            model = SentenceTransformer(config.path, device=device)
+            model = SentenceTransformer(config.path, device=device, cache_folder=config.hub_cache_dir)
         except Exception as exc:  # the library raises many types; all mean "cannot load"
             raise ModelLoadError(
                 f"model {config.name!r}: cannot load {config.path!r}: {type(exc).__name__}: {exc}"
@@ -128,7 +128,7 @@ class Encoder:
             variant = "onnx-int8" if config.backend == "onnx" else "onnx-w8"
 
         def load() -> Runner:
-            artifact = ensure_artifact(self.model, config.path, variant, config.cache_dir)
+            artifact = ensure_artifact(self.model, config.path, variant, config.cache_dir, config.hub_cache_dir)
             self.artifact = str(artifact)
             if config.backend == "onnx":
                 return backends.OnnxRunner(self.tokenizer, self.max_seq_length, artifact, threads)
