@@ -12,6 +12,7 @@ django_asgi = ASGIStaticFilesHandler(get_asgi_application())
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - needs Django set up first
 
 from vectors.api.fastpath import FastEmbeddingApp  # noqa: E402
+from vectors.daphne_server import limit_bodies_when_daphne_runs  # noqa: E402
 from vectors.routing import BrowserOriginValidator, allowed_origins, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -22,3 +23,8 @@ application = ProtocolTypeRouter(
         "websocket": BrowserOriginValidator(URLRouter(websocket_urlpatterns), allowed_origins()),
     }
 )
+
+# daphne buffers a whole body before the application sees it: whatever runs daphne here (`manage.py serve`,
+# `runserver`, a bare `daphne`) refuses one over EMBED_MAX_BODY_BYTES first. A process without daphne's
+# server (uvicorn's) is left as it is.
+limit_bodies_when_daphne_runs()

@@ -1,9 +1,11 @@
-"""daphne for `manage.py serve`: its endpoints, the drain on SIGTERM, and what Twisted does per request."""
+"""daphne for `manage.py serve`: its endpoints, the drain on SIGTERM, and what Twisted does per request (the
+early 413 also however else daphne runs this app)."""
 
 from __future__ import annotations
 
 import logging
 import signal
+import sys
 import time
 import weakref
 from typing import IO
@@ -114,6 +116,37 @@ def limit_request_bodies(limit_bytes: int) -> None:
     WebRequest.process = process_unless_refused  # type: ignore[method-assign]
 
 
+def limit_bodies_when_daphne_runs() -> None:
+    """Give every daphne Server this process runs the early 413, however daphne was started.
+
+    `manage.py serve` sets its server up itself; daphne's `runserver` and a bare `daphne
+    embedservice.asgi:application` get the refusal from here (embedservice.asgi calls it), with the exit fix
+    that goes with it: a refused request never gets an application instance, and daphne's exit stopped at
+    its entry with a KeyError before cancelling the rest. Nothing is imported here: only a process that has
+    imported daphne's server already (daphne's app and command line do; that import installs Twisted's
+    reactor) has that class wrapped, and Twisted's request is patched only as a Server starts running, so in
+    a process that runs none (uvicorn's, a management command, a test) no request of daphne's changes.
+    """
+    module = sys.modules.get("daphne.server")
+    if module is None or getattr(module.Server.run, "limits_request_bodies", False):
+        return
+    server_class = module.Server
+    run = server_class.run
+    kill_all_applications = server_class.kill_all_applications
+
+    def run_with_body_limit(server: object) -> object:
+        limit_request_bodies(conf.limits().max_body_bytes)
+        return run(server)
+
+    def kill_applications_of_answered_requests(server: object) -> object:
+        forget_requests_without_application(server.connections)  # type: ignore[attr-defined]
+        return kill_all_applications(server)
+
+    run_with_body_limit.limits_request_bodies = True  # type: ignore[attr-defined]
+    server_class.run = run_with_body_limit
+    server_class.kill_all_applications = kill_applications_of_answered_requests
+
+
 def refuse(request: object, error: PayloadTooLarge) -> None:
     """Write the 413 JSON answer on the connection, stop answering on it, and close it after LINGER_S."""
     import orjson
@@ -189,10 +222,6 @@ def run_daphne(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
             out.write(f"{line} {took_ms:.1f}ms\n")
 
     class Runner(Server):
-        def kill_all_applications(self) -> object:
-            forget_requests_without_application(self.connections)
-            return super().kill_all_applications()
-
         def listen_success(self, port: object) -> None:
             super().listen_success(port)
             for host, bound in self.listening_addresses:
@@ -203,7 +232,7 @@ def run_daphne(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
 
     track_channels()
     skip_twisted_access_log()
-    limit_request_bodies(conf.limits().max_body_bytes)
+    limit_bodies_when_daphne_runs()  # done already where embedservice.asgi is the application; once is enough
     server = Runner(
         app,
         endpoints=endpoints,

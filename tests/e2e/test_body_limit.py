@@ -1,4 +1,5 @@
-"""A body over EMBED_MAX_BODY_BYTES is refused as soon as it is known to be, on both servers and every route.
+"""A body over EMBED_MAX_BODY_BYTES is refused as soon as it is known to be, on both servers and every route,
+and on daphne however it is started (`manage.py serve`, `runserver`, a bare `daphne`).
 
 daphne buffers a whole body before the application sees it, and Django's ASGI handler reads one of any
 size: without the limit at the server a 100 MB Content-Length got its 413 only after 100 MB, and an
@@ -8,14 +9,19 @@ endless chunked body filled the disk.
 from __future__ import annotations
 
 import json
+import os
+import re
 import select
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_server, stop_server
+from tests.conftest import ROOT, LiveServer, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -68,6 +74,59 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_sent(sma
     assert f"x-request-id: declared-{len(path)}".encode() in head.lower()
     assert body["error"]["code"] == "payload_too_large"
     assert body["error"]["message"] == f"request body has 100000000 bytes; the limit is {LIMIT}"
+
+
+# daphne without `manage.py serve`: its own command line, and Django's runserver (daphne's, as daphne is an app).
+DAPHNE = str(Path(sys.executable).with_name("daphne"))  # the venv's `daphne` command
+OTHER_DAPHNES = {
+    "daphne": [DAPHNE, "-b", "127.0.0.1", "-p", "0", "embedservice.asgi:application"],
+    "runserver": [sys.executable, "manage.py", "runserver", "127.0.0.1:0", "--noreload"],
+}
+
+
+def start_other_daphne(how: str, tmp: Path) -> LiveServer:
+    """Start daphne `how` ('daphne' or 'runserver') on a free loopback port and wait until it listens."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "embedservice.settings",
+        "EMBED_DATA_DIR": str(tmp),
+        "EMBED_MAX_BODY_BYTES": str(LIMIT),
+        "EMBED_LOG_REQUESTS": "false",  # no database to migrate: no request here reaches the application
+    }
+    log_path = tmp / "server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(OTHER_DAPHNES[how], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        match = re.search(r"Listening on TCP address (127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
+        if match:
+            return LiveServer(f"http://{match.group(1)}", process, log_path)
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{how} did not start:\n{log_path.read_text(errors='replace')}")
+
+
+@pytest.mark.parametrize("how", OTHER_DAPHNES)
+def test_daphne_started_without_serve_refuses_a_declared_length_over_the_limit_before_the_body(how, tmp_path):
+    server = start_other_daphne(how, tmp_path)
+    try:
+        with connect(server) as conn:
+            conn.settimeout(3)  # daphne alone waits for all 100 MB before the app answers: no answer, a timeout
+            conn.sendall(
+                b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100000000\r\nX-Request-ID: not-served\r\n\r\n"
+            )
+            head, body = read_answer(conn)  # not one byte of the body was sent
+    finally:
+        # At once, while the refused request is still on daphne's books: its exit passes over it (it stopped
+        # there with a KeyError, before cancelling the applications, and never said how many it had killed).
+        exit_code = stop_server(server, timeout_s=10)
+    assert head.startswith(b"HTTP/1.1 413 "), head
+    assert b"x-request-id: not-served" in head.lower()
+    assert body["error"]["message"] == f"request body has 100000000 bytes; the limit is {LIMIT}"
+    assert exit_code == 0 and re.search(r"Killed \d+ pending application instances", server.log()), server.log()
 
 
 @pytest.mark.parametrize("path", ["/v1/embeddings", "/admin/login/"])

@@ -1,13 +1,16 @@
-"""How `serve` sets daphne up: the listen backlog (Twisted's own default is 50), no Twisted access log."""
+"""How `serve` sets daphne up: the listen backlog (Twisted's own default is 50), no Twisted access log; and how
+any daphne that runs this app gets the early 413."""
 
 from __future__ import annotations
 
 import re
+import sys
+import types
 
 from twisted.internet import reactor
 from twisted.internet.endpoints import serverFromString
 
-from vectors import daphne_server
+from vectors import conf, daphne_server
 from vectors.api.errors import PayloadTooLarge
 from vectors.daphne_server import daphne_endpoints, forget_requests_without_application, skip_twisted_access_log
 from vectors.serving import ServeOptions
@@ -92,3 +95,48 @@ def test_a_refusal_echoes_a_printable_request_id_and_replaces_any_other(request_
     assert re.fullmatch(r"[0-9a-f]{32}", answers[b"bad\x0bid"]) and re.fullmatch(r"[0-9a-f]{32}", answers[b"x" * 300])
     logged = [(e.endpoint, e.status, e.request_id, e.caller) for e in request_log.entries()]
     assert ("tei", 413, "client-id-7", "10.0.0.9") in logged
+
+
+class FakeServer:
+    """daphne's Server as far as the wrapping goes: how often it ran, and what its exit saw."""
+
+    def __init__(self) -> None:
+        self.connections: dict = {}
+        self.ran = 0
+        self.killed: dict | None = None
+
+    def run(self) -> None:
+        self.ran += 1
+
+    def kill_all_applications(self) -> str:
+        self.killed = dict(self.connections)
+        return "deferred"
+
+
+def test_any_daphne_server_limits_bodies_from_settings_as_it_starts_and_is_wrapped_once(monkeypatch, settings):
+    settings.EMBEDDINGS = {**settings.EMBEDDINGS, "MAX_BODY_BYTES": 12345}
+    server_module = types.ModuleType("daphne.server")
+    server_module.Server = type("Server", (FakeServer,), {})  # a class of its own, wrapped for this test only
+    monkeypatch.setitem(sys.modules, "daphne.server", server_module)
+    limits = []
+    monkeypatch.setattr(daphne_server, "limit_request_bodies", limits.append)
+    daphne_server.limit_bodies_when_daphne_runs()
+    daphne_server.limit_bodies_when_daphne_runs()  # a second import of the ASGI module wraps nothing more
+    assert limits == []  # Twisted's request is left alone until a server runs
+    server = server_module.Server()
+    server.run()
+    assert limits == [conf.limits().max_body_bytes] == [12345] and server.ran == 1
+    running, refused = object(), object()
+    server.connections = {running: {"application_instance": "task"}, refused: {"connected": 1.0}}
+    assert server.kill_all_applications() == "deferred"
+    assert server.killed == {running: {"application_instance": "task"}}  # no KeyError on the refused one
+
+
+def test_a_process_without_daphnes_server_is_left_as_it_is(monkeypatch):
+    from daphne.http_protocol import WebRequest
+
+    got_length = WebRequest.gotLength
+    # As in a process that never imported it (uvicorn's without daphne's app): importing it now would fail.
+    monkeypatch.setitem(sys.modules, "daphne.server", None)
+    daphne_server.limit_bodies_when_daphne_runs()
+    assert sys.modules["daphne.server"] is None and WebRequest.gotLength is got_length
