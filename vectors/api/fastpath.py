@@ -1,18 +1,23 @@
 """A lean ASGI route for the hottest embedding endpoints, in front of Django's handler.
 
-Same endpoint functions, serializers, error table and accounting as the DRF views; it only skips
-Django's per-request machinery (middleware, signals and their thread hops, content negotiation),
+Same endpoint functions, serializers, error table, content negotiation and accounting as the DRF
+views; it only skips Django's per-request machinery (middleware, signals and their thread hops),
 which on a 2-core machine competes with the model for the same cores. Everything else falls through.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable
 
 import orjson
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from rest_framework import exceptions as drf
+from rest_framework.settings import api_settings
 
 from .. import auth, conf, lifecycle
 from ..engine.errors import EngineStopped
@@ -25,6 +30,8 @@ logger = logging.getLogger(__name__)
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 CLIENT_CLOSED = 499
+# Accept values that admit JSON at a glance: curl, httpx, requests, the OpenAI SDKs.
+ACCEPTS_JSON = frozenset({"*/*", "application/json"})
 
 # (method, path) -> (endpoint name for metrics and the log, handler, takes a JSON body)
 ROUTES: dict[tuple[str, str], tuple[str, endpoints.Handler, bool]] = {
@@ -55,6 +62,50 @@ def header(scope: dict, name: bytes) -> str | None:
         if key.lower() == name:
             return value.decode("latin-1")
     return None
+
+
+def joined_header(scope: dict, name: bytes) -> str | None:
+    """Every value of header `name` joined with commas, as Django joins a repeated header; None if absent."""
+    values = [value for key, value in scope.get("headers", ()) if key.lower() == name]
+    return b",".join(values).decode("latin-1") if values else None
+
+
+class Negotiable:
+    """The parts of a DRF request that its content negotiation reads."""
+
+    def __init__(self, accept: str | None, query: dict[str, str]) -> None:
+        self.headers = {} if accept is None else {"accept": accept}
+        self.query_params = query
+
+
+def negotiate(accept: str | None, query: dict[str, str]) -> None:
+    """Raise the 404 or 406 that DRF's negotiation raises for a `?format=` or an Accept that rules out JSON."""
+    # DRF itself decides, so both adapters answer alike; no Accept or a common one costs a lookup (hot path).
+    if (accept is None or accept in ACCEPTS_JSON or accepts_json(accept)) and not query.get("format"):
+        return
+    select_renderer(accept, query)
+
+
+@functools.lru_cache(maxsize=64)  # a client sends the same Accept every time; servers cap a header at ~16 KB
+def accepts_json(accept: str) -> bool:
+    """Whether DRF's negotiation finds a renderer for this Accept header."""
+    try:
+        select_renderer(accept, {})
+    except drf.NotAcceptable:
+        return False
+    return True
+
+
+def select_renderer(accept: str | None, query: dict[str, str]) -> None:
+    """Run DRF's content negotiation as a view does; raise what it raises (Http404, NotAcceptable)."""
+    renderers = [renderer() for renderer in api_settings.DEFAULT_RENDERER_CLASSES]
+    api_settings.DEFAULT_CONTENT_NEGOTIATION_CLASS().select_renderer(Negotiable(accept, query), renderers)
+
+
+@receiver(setting_changed)
+def forget_verdicts(*, setting: str, **kwargs: object) -> None:
+    if setting == "REST_FRAMEWORK":
+        accepts_json.cache_clear()
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
@@ -131,12 +182,14 @@ class FastEmbeddingApp:
         caller = (scope.get("client") or ("",))[0] or ""
         watcher: asyncio.Task | None = None
         try:
+            query = parse_query(scope["query_string"]) if scope.get("query_string") else {}
+            negotiate(joined_header(scope, b"accept"), query)  # where DRF does: before the key and the body
             caller = await auth.authorize(header(scope, b"authorization")) or caller
             if takes_body:
                 check_media_type(header(scope, b"content-type"))
                 data = parse_json(await read_body(receive, conf.limits().max_body_bytes))
             else:
-                data = parse_query(scope.get("query_string", b""))
+                data = query
             if lifecycle.is_draining():
                 raise EngineStopped("the service is draining and takes no new work")
             watcher = asyncio.ensure_future(watch_disconnect(receive, asyncio.current_task()))

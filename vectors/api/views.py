@@ -36,9 +36,10 @@ class EmbeddingView(APIView):
     caller: str | None = None
 
     def initial(self, request: Request, *args: object, **kwargs: object) -> None:
-        super().initial(request, *args, **kwargs)
+        # Before DRF's checks: a 404/406 of its content negotiation is timed and logged like any answer.
         self.stopwatch = core.Stopwatch()
         self.request_id = request.headers.get("X-Request-ID") or accounting.new_request_id()
+        super().initial(request, *args, **kwargs)
 
     async def answer(self, handler: endpoints.Handler) -> Response:
         # The lean route's order: the key before the body, so a wrong key is a 401 whatever it sent.
