@@ -106,17 +106,21 @@ def embed_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtu
 
 @pytest.fixture
 def registry_override():
-    """Install a registry for one test and restore the real one after."""
+    """Install a registry for one test and restore the real one after; the installed ones are closed."""
     from vectors import conf
 
     saved = conf._registry
+    installed = []
 
     def install(registry):
         conf.set_registry(registry)
+        installed.append(registry)
         return registry
 
     yield install
     conf.set_registry(saved)
+    for registry in installed:
+        registry.close()
 
 
 class MemorySink:

@@ -143,15 +143,16 @@ def model_configs() -> list[ModelConfig]:
 
 
 _registry: Registry | None = None
+_from_settings: Registry | None = None  # the one get_registry() made from settings; only it follows them
 
 
 def get_registry() -> Registry:
     """Return the process-wide registry of served models (models load lazily)."""
-    global _registry
+    global _registry, _from_settings
     if _registry is None:
         from . import metrics
 
-        _registry = Registry(model_configs(), on_batch=metrics.observe_batch)
+        _registry = _from_settings = Registry(model_configs(), on_batch=metrics.observe_batch)
         metrics.declare_models(_registry.names)
     return _registry
 
@@ -164,6 +165,12 @@ def set_registry(registry: Registry | None) -> None:
 
 @receiver(setting_changed)
 def _reset(*, setting: str, **kwargs: object) -> None:
+    global _from_settings
     if setting == "EMBEDDINGS":
         limits.cache_clear()
+        # The registry made from the old settings is closed, not only dropped: its batcher's task would
+        # wait on forever and be destroyed pending. One installed with set_registry is its installer's.
+        if _registry is not None and _registry is _from_settings:
+            _registry.close()
+            _from_settings = None
         set_registry(None)

@@ -212,8 +212,11 @@ class MicroBatcher:
         self.stop_accepting()
         await self._idle.wait()
 
-    async def close(self) -> None:
-        """Stop the batcher task; any waiter left gets EngineStopped."""
+    def cancel(self) -> list[asyncio.Task]:
+        """Stop without waiting (on the batcher's loop): waiters get EngineStopped, its tasks are cancelled.
+
+        Returns the cancelled tasks; they end on the loop's next turns (`close` waits for them).
+        """
         self.stop_accepting()
         self._closed = True
         # Fail every waiter first: a cancelled isolation task releases its lane, and with it the
@@ -222,12 +225,20 @@ class MicroBatcher:
         tasks = [t for t in (self._task, *self._batch_tasks) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
+        self._cancel_deadlines()
+        return tasks
+
+    async def close(self) -> None:
+        """Stop the batcher task and wait for it; any waiter left gets EngineStopped."""
+        for task in self.cancel():
             try:
                 await task
             except asyncio.CancelledError:
                 pass
         self._fail_all(EngineStopped("the batcher was stopped"))
+        self._cancel_deadlines()
+
+    def _cancel_deadlines(self) -> None:
         # A call still running in a lane returns later or never; its waiters are answered, and its
         # deadline firing after the batcher is gone would only log an error and turn readiness false.
         for deadline in self._deadlines.values():

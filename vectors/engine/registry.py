@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import weakref
@@ -132,6 +133,25 @@ class Engine:
         """Return every live batcher of this model (one per event loop that used it)."""
         return list(self._batchers.values())
 
+    def close(self) -> None:
+        """Stop this model's batchers, each on its own loop, and its encode threads; their waiters get EngineStopped.
+
+        Call it where an engine is dropped while a loop that used it runs on: its batcher's task waits
+        there for work that can no longer come, and would be destroyed still pending with the engine.
+        """
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for loop, batcher in list(self._batchers.items()):
+            if loop is running:
+                batcher.cancel()
+            else:
+                with contextlib.suppress(RuntimeError):  # a closed loop: its tasks were cancelled as it closed
+                    loop.call_soon_threadsafe(batcher.cancel)
+        for executor in self.executors:
+            executor.shutdown(wait=False)
+
 
 class Registry:
     """The served models by name, with a default for requests that name none."""
@@ -166,6 +186,11 @@ class Registry:
         if engine is None:
             raise UnknownModel(name, self.names)
         return engine
+
+    def close(self) -> None:
+        """Stop every model's batchers and encode threads (a registry being replaced)."""
+        for engine in self._engines.values():
+            engine.close()
 
     def load_all(self) -> None:
         """Load and warm every model now (before accepting traffic)."""
