@@ -231,10 +231,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=100)
     args = parser.parse_args()
     names = args.configs or [name for name in CONFIGS if name != "torch-bf16"]
+    if args.what == "all" and shutil.which("wrk") is None:  # before minutes of loading and exporting, not after
+        sys.exit("wrk is missing: apt-get install -y wrk")
     data_dir = tempfile.mkdtemp(prefix="bench-backends-")
     if args.what == "all":
-        if shutil.which("wrk") is None:  # before minutes of loading and exporting, not after
-            sys.exit("wrk is missing: apt-get install -y wrk")
         run_all(names, args.reps, args.batches, args.duration, args.connections, data_dir)
         return
     threads = 1 if args.what == "cpu" else None

@@ -25,6 +25,6 @@ application = ProtocolTypeRouter(
 )
 
 # daphne buffers a whole body before the application sees it: whatever runs daphne here (`manage.py serve`,
-# `runserver`, a bare `daphne`) refuses one over EMBED_MAX_BODY_BYTES first. A process without daphne's
-# server (uvicorn's) is left as it is.
+# `runserver`, a bare `daphne`) refuses one over EMBED_MAX_BODY_BYTES first. In a process that never runs a
+# daphne Server (uvicorn's) no request changes: Twisted's request is patched only as a Server starts.
 limit_bodies_when_daphne_runs()

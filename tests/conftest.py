@@ -118,7 +118,7 @@ def registry_override():
         return registry
 
     yield install
-    conf.set_registry(saved)
+    conf.set_registry(None if saved is not None and saved.closed else saved)  # closed by a settings change meanwhile
     for registry in installed:
         registry.close()
 

@@ -312,6 +312,20 @@ def test_a_trace_that_disagrees_with_the_eager_model_is_not_used(model_path, ref
     assert cosines(encoder.encode(texts), reference.encode(texts, normalize_embeddings=False)).min() >= 0.9999
 
 
+def test_bf16_on_a_gpu_without_bf16_is_refused_at_load(model_path, monkeypatch):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from vectors.engine.backends import TorchRunner
+    from vectors.engine.errors import ModelLoadError
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)  # a T4 or V100
+    model = SentenceTransformer(model_path, device="cpu")
+    with pytest.raises(ModelLoadError, match="use dtype fp16"):
+        TorchRunner(model, "cuda:0", "bf16")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # refused before anything changed
+
+
 def test_bf16_converts_the_whole_model_and_its_trace_gives_the_bf16_models_rows(model_path, reference):
     import torch
     from sentence_transformers import SentenceTransformer

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import gc
 import logging
+import threading
 
 import numpy as np
 import pytest
@@ -93,3 +94,30 @@ async def test_a_registry_installed_by_a_test_is_its_own_to_close(registry_overr
     await turns()
     assert len(batcher_tasks()) == 1
     assert (await batcher.submit(["still served"], [2])).rows.shape == (1, 3)
+
+
+async def test_a_call_running_as_the_registry_closes_answers_its_waiter_with_engine_stopped(caplog):
+    started, release = threading.Event(), threading.Event()
+
+    class SlowEncoder(FakeEncoder):
+        def encode_counted(self, texts, threads=None):
+            started.set()
+            release.wait(5)
+            return super().encode_counted(texts, threads)
+
+    registry = Registry([ModelConfig("slow", "unused", warmup=False)], make_encoder=SlowEncoder)
+    waiting = asyncio.ensure_future(registry.get().batcher().submit(["slow"], [2]))
+    await asyncio.to_thread(started.wait, 5)
+    with caplog.at_level(logging.ERROR):
+        registry.close()
+        with pytest.raises(EngineStopped):
+            await waiting
+        release.set()  # the call returns after its waiter was answered: nobody is left to take its rows
+        await asyncio.sleep(0.05)
+    assert caplog.records == []
+    with pytest.raises(EngineStopped, match="was closed"):  # no new batcher on a closed model, on any loop
+        await asyncio.to_thread(asyncio.run, _batcher_of(registry))
+
+
+async def _batcher_of(registry: Registry) -> None:
+    registry.get().batcher()

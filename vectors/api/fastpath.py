@@ -75,20 +75,23 @@ class Negotiable:
 
     def __init__(self, accept: str | None, query: dict[str, str]) -> None:
         self.headers = {} if accept is None else {"accept": accept}
+        self.META = {} if accept is None else {"HTTP_ACCEPT": accept}  # what older DRF releases read
         self.query_params = query
 
 
 def negotiate(accept: str | None, query: dict[str, str]) -> None:
     """Raise the 404 or 406 that DRF's negotiation raises for a `?format=` or an Accept that rules out JSON."""
     # DRF itself decides, so both adapters answer alike; no Accept or a common one costs a lookup (hot path).
-    if (accept is None or accept in ACCEPTS_JSON or accepts_json(accept)) and not query.get("format"):
+    if (accept is None or accept in ACCEPTS_JSON or accepts_json(accept)) and not query.get(
+        api_settings.URL_FORMAT_OVERRIDE or ""
+    ):
         return
     select_renderer(accept, query)
 
 
 @functools.lru_cache(maxsize=64)  # a client sends the same Accept every time; servers cap a header at ~16 KB
 def accepts_json(accept: str) -> bool:
-    """Whether DRF's negotiation finds a renderer for this Accept header."""
+    """Tell whether DRF's negotiation finds a renderer for this Accept header."""
     try:
         select_renderer(accept, {})
     except drf.NotAcceptable:
@@ -104,6 +107,7 @@ def select_renderer(accept: str | None, query: dict[str, str]) -> None:
 
 @receiver(setting_changed)
 def forget_verdicts(*, setting: str, **kwargs: object) -> None:
+    """Drop the cached verdicts when the renderers or the negotiation class may have changed."""
     if setting == "REST_FRAMEWORK":
         accepts_json.cache_clear()
 

@@ -77,10 +77,10 @@ def hub_repo_id(model_path: str) -> str:
     return model_path
 
 
-def hub_snapshot(model_path: str, hub_cache: str | None = None) -> Path | None:
+def hub_snapshot(model_path: str, hub_cache_dir: str | None = None) -> Path | None:
     """Return the cached snapshot folder sentence-transformers loads a hub id from; None if none is there.
 
-    hub_cache: the cache_folder the model is loaded with (ModelConfig.hub_cache_dir); None: Hugging Face's.
+    hub_cache_dir: the cache_folder the model is loaded with (ModelConfig.hub_cache_dir); None: Hugging Face's.
     """
     if os.path.isdir(model_path):
         return None
@@ -89,7 +89,7 @@ def hub_snapshot(model_path: str, hub_cache: str | None = None) -> Path | None:
 
     try:
         # The repo id, cache folder and refs/main that SentenceTransformer(model_path) resolves.
-        return Path(snapshot_download(hub_repo_id(model_path), cache_dir=hub_cache or None, local_files_only=True))
+        return Path(snapshot_download(hub_repo_id(model_path), cache_dir=hub_cache_dir or None, local_files_only=True))
     except (HFValidationError, LocalEntryNotFoundError):
         return None  # not a repo id, or not cached there: the key falls back to the name alone
 
@@ -99,10 +99,10 @@ def recipe_of(variant: str) -> str:
     return RECIPE_NAMES.get(variant, "")
 
 
-def artifact_key(model_path: str, variant: str, hub_cache: str | None = None) -> str:
+def artifact_key(model_path: str, variant: str, hub_cache_dir: str | None = None) -> str:
     """Return a hex digest of everything an exported artifact depends on."""
     recipe = recipe_of(variant)
-    snapshot = hub_snapshot(model_path, hub_cache)
+    snapshot = hub_snapshot(model_path, hub_cache_dir)
     payload = {
         "path": os.path.realpath(model_path) if os.path.isdir(model_path) else model_path,
         "files": fingerprint(str(snapshot) if snapshot else model_path),
@@ -136,10 +136,10 @@ def cache_root(model_path: str, cache_dir: str) -> Path:
     return cache_home(cache_dir)
 
 
-def artifact_dir(model_path: str, variant: str, cache_dir: str, hub_cache: str | None = None) -> Path:
+def artifact_dir(model_path: str, variant: str, cache_dir: str, hub_cache_dir: str | None = None) -> Path:
     """Return the directory that holds (or will hold) this model's artifact of `variant`."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model_path.rstrip("/")).name or "model")[:60]
-    name = f"{slug}-{variant}-{artifact_key(model_path, variant, hub_cache)[:16]}"
+    name = f"{slug}-{variant}-{artifact_key(model_path, variant, hub_cache_dir)[:16]}"
     local = local_root(model_path)
     # Prepared beside the model (an image build), then mounted read-only: the artifact is still there.
     if local is not None and is_complete(local / name):

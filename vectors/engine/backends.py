@@ -121,6 +121,8 @@ class TorchRunner:
         if dtype == "bf16":
             import torch
 
+            if self.device_type == "cuda" and not torch.cuda.is_bf16_supported():
+                raise ModelLoadError(f"{device} has no bf16 (before Ampere): use dtype fp16 on this GPU")
             model.to(torch.bfloat16)  # type: ignore[attr-defined]
             if self.device_type == "cpu" and support.cpu_has_bf16() is False:
                 logger.warning(

@@ -43,18 +43,20 @@ REWRITES = {"onnx-int8": quantize_model, "onnx-w8": compress_weights}
 exports: Counter[str] = Counter()
 
 
-def ensure_artifact(model: object, model_path: str, variant: str, cache_dir: str, hub_cache: str | None = None) -> Path:
+def ensure_artifact(
+    model: object, model_path: str, variant: str, cache_dir: str, hub_cache_dir: str | None = None
+) -> Path:
     """Return the path of the model's ONNX file of `variant`, exporting it first if no valid one exists.
 
     `model` is the loaded SentenceTransformer whose pipeline (without a trailing Normalize) is exported;
-    hub_cache is the cache_folder it was loaded with (a hub id's snapshot is looked up there).
+    hub_cache_dir is the cache_folder it was loaded with (a hub id's snapshot is looked up there).
 
     Raises:
         ModelLoadError: the export or quantisation failed, or the cache cannot be written.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}")
-    target = artifact_dir(model_path, variant, cache_dir, hub_cache)
+    target = artifact_dir(model_path, variant, cache_dir, hub_cache_dir)
     if is_complete(target):
         return target / ARTIFACT
     try:
@@ -62,7 +64,7 @@ def ensure_artifact(model: object, model_path: str, variant: str, cache_dir: str
             if is_complete(target):
                 return target / ARTIFACT
             if variant in REWRITES:
-                _derive(model, model_path, variant, target, cache_dir, hub_cache)
+                _derive(model, model_path, variant, target, cache_dir, hub_cache_dir)
             else:
                 _build(model, model_path, variant, target, None)
     except OSError as exc:
@@ -70,9 +72,11 @@ def ensure_artifact(model: object, model_path: str, variant: str, cache_dir: str
     return target / ARTIFACT
 
 
-def _derive(model: object, model_path: str, variant: str, target: Path, cache_dir: str, hub_cache: str | None) -> None:
+def _derive(
+    model: object, model_path: str, variant: str, target: Path, cache_dir: str, hub_cache_dir: str | None
+) -> None:
     """Build a rewrite of the fp32 export; an fp32 export it cannot read is exported again, once."""
-    source = ensure_artifact(model, model_path, "onnx-fp32", cache_dir, hub_cache)
+    source = ensure_artifact(model, model_path, "onnx-fp32", cache_dir, hub_cache_dir)
     try:
         _build(model, model_path, variant, target, source)
         return
@@ -81,7 +85,7 @@ def _derive(model: object, model_path: str, variant: str, target: Path, cache_di
     # discard() takes the source's lock while this process holds the rewrite's: the order in which
     # ensure_artifact takes them too, so two processes healing at once cannot deadlock.
     discard(source.parent)
-    source = ensure_artifact(model, model_path, "onnx-fp32", cache_dir, hub_cache)
+    source = ensure_artifact(model, model_path, "onnx-fp32", cache_dir, hub_cache_dir)
     try:
         _build(model, model_path, variant, target, source)
     except ArtifactUnreadable as exc:

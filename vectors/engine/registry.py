@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 from .batcher import BatchStats, MicroBatcher
 from .config import ModelConfig
 from .encoder import Encoder
-from .errors import UnknownModel
+from .errors import EngineStopped, UnknownModel
 
 EncoderFactory = Callable[[ModelConfig], Encoder]
 BatchHook = Callable[[str, BatchStats], None]
@@ -55,6 +55,7 @@ class Engine:
         self.executors: list[ThreadPoolExecutor] = [self.executor]
         self.threads_alone: int | None = None
         self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MicroBatcher] = weakref.WeakKeyDictionary()
+        self._closed = False
 
     @property
     def loaded(self) -> bool:
@@ -107,6 +108,8 @@ class Engine:
         loop = asyncio.get_running_loop()
         batcher = self._batchers.get(loop)
         if batcher is None:
+            if self._closed:
+                raise EngineStopped(f"model {self.name!r} was closed")
             hook = None
             if self._on_batch is not None:
                 on_batch, name = self._on_batch, self.name
@@ -134,11 +137,14 @@ class Engine:
         return list(self._batchers.values())
 
     def close(self) -> None:
-        """Stop this model's batchers, each on its own loop, and its encode threads; their waiters get EngineStopped.
+        """Stop this model's batchers, each on its own loop; their waiters get EngineStopped, and so does new work.
 
         Call it where an engine is dropped while a loop that used it runs on: its batcher's task waits
-        there for work that can no longer come, and would be destroyed still pending with the engine.
+        there for work that can no longer come, and would be destroyed still pending with the engine. The
+        encode threads are left to end with their executors: a batcher on another loop may still hand
+        them a batch before its cancel runs there, and that batch must find them.
         """
+        self._closed = True
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -149,8 +155,6 @@ class Engine:
             else:
                 with contextlib.suppress(RuntimeError):  # a closed loop: its tasks were cancelled as it closed
                     loop.call_soon_threadsafe(batcher.cancel)
-        for executor in self.executors:
-            executor.shutdown(wait=False)
 
 
 class Registry:
@@ -166,6 +170,7 @@ class Registry:
             raise ValueError("at least one model must be configured")
         self._engines = {c.name: Engine(c, make_encoder, on_batch) for c in configs}
         self.default_name = configs[0].name
+        self.closed = False
 
     @property
     def names(self) -> list[str]:
@@ -188,7 +193,8 @@ class Registry:
         return engine
 
     def close(self) -> None:
-        """Stop every model's batchers and encode threads (a registry being replaced)."""
+        """Stop every model's batchers (a registry being replaced): waiters and new work get EngineStopped."""
+        self.closed = True
         for engine in self._engines.values():
             engine.close()
 

@@ -24,7 +24,7 @@ class Tolerance:
     top_k_agreement: float
 
 
-# fp32 differs only by summation order; bf16/fp16 by rounding of matmul inputs; int8 by quantisation.
+# fp32 differs only by summation order; bf16/fp16 by rounding every op (the model runs in it); int8 by quantisation.
 TOLERANCES = {
     "fp32": Tolerance(0.9999, 0.999, 0.98),
     "bf16": Tolerance(0.999, 0.99, 0.95),
