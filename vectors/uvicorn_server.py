@@ -74,9 +74,9 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
             await asyncio.sleep(QUIET_BEFORE_EXIT_S)
             for server in getattr(self, "servers", []):
                 server.close()
-            while not app.settled():
+            while not app.settled() or requests_arriving(self.server_state.connections):
                 if time.monotonic() >= deadline:
-                    warn_overdue(app)
+                    warn_overdue(app, requests_arriving(self.server_state.connections))
                     break
                 await asyncio.sleep(0.02)
             self.should_exit = True
@@ -85,6 +85,15 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
     shutdown.run_hooks()
     out.write("stopped\n")
     out.flush()
+
+
+def requests_arriving(connections: set) -> bool:
+    """True while a connection holds the start of a request whose headers are not all in yet.
+
+    uvicorn calls the application (and counts the request as a task of its own) once the headers are in;
+    a request begun before the drain but still sending them would be cut by the exit instead of answered.
+    """
+    return any(getattr(connection, "_begun", False) for connection in list(connections))
 
 
 class LingeringClose:
@@ -133,12 +142,15 @@ def _tolerant_httptools_protocol() -> object:
 
     class TolerantHttpToolsProtocol(HttpToolsProtocol):
         _in_headers = True  # a connection starts with a request's headers
+        _begun = False  # bytes of a request whose headers are not all in yet (requests_arriving)
         _held = b""
         _lingering = False
 
         def data_received(self, data: bytes) -> None:
             if self._lingering:
                 return  # answered and closing: what the client still sends is dropped unparsed
+            if self._in_headers and data:
+                self._begun = True
             if self._held:
                 data, self._held = self._held + data, b""
             if self._in_headers and b"\r\n\r\n" not in data:
@@ -151,7 +163,7 @@ def _tolerant_httptools_protocol() -> object:
                 super().data_received(data)
 
         def on_headers_complete(self) -> None:
-            self._in_headers = False
+            self._in_headers = self._begun = False  # from here uvicorn's shutdown waits for the request
             super().on_headers_complete()
             if self.cycle is not None and self.cycle.transport is self.transport:
                 self.cycle.transport = LingeringClose(self)

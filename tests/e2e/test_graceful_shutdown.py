@@ -75,22 +75,25 @@ async def test_sigterm_during_load_finishes_admitted_requests_and_exits_zero(tmp
 
 
 @pytest.mark.parametrize("server_name", ["daphne", "uvicorn"])
-def test_sigterm_waits_for_a_request_whose_body_is_still_arriving(tmp_path, server_name):
+@pytest.mark.parametrize("arrived", ["headers_and_some_body", "part_of_the_headers"])
+def test_sigterm_waits_for_a_request_that_is_still_arriving(tmp_path, server_name, arrived):
     server = start_server(tmp_path, args=("--server", server_name))
     host, port = server.url.removeprefix("http://").split(":")
-    body = b'{"input": "a body that arrives in two parts", "model": "all-MiniLM-L6-v2"}'
+    body = b'{"input": "a request that arrives in two parts", "model": "all-MiniLM-L6-v2"}'
     head = (
         f"POST /v1/embeddings HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
+    request = head + body
+    cut = len(head) + 10 if arrived == "headers_and_some_body" else head.index(b"Content-Type")
     try:
         with socket.create_connection((host, int(port)), timeout=30) as conn:
-            conn.sendall(head + body[:10])
-            time.sleep(0.5)  # the server has the headers: the request has begun
+            conn.sendall(request[:cut])
+            time.sleep(0.5)  # the server has the first part: the request has begun
             server.process.send_signal(signal.SIGTERM)
-            # Longer than the drain's quiet period: a server that forgot this upload would exit now.
+            # Longer than the drain's quiet period: a server that forgot this request would exit now.
             time.sleep(1.5)
-            conn.sendall(body[10:])
+            conn.sendall(request[cut:])
             answer = b""
             while chunk := conn.recv(65536):
                 answer += chunk

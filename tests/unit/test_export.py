@@ -87,11 +87,19 @@ def test_a_hub_id_under_sentence_transformers_home_is_keyed_by_the_snapshot_it_l
     assert cosines(second.encode(texts), reference.encode(texts)).min() >= 0.9999
 
 
-def test_sentence_transformers_home_reaches_the_model_config(settings, tmp_path):
-    from vectors import conf
+def test_sentence_transformers_home_reaches_every_model_config(tmp_path):
+    import subprocess
+    import sys
 
-    settings.EMBEDDINGS = {**settings.EMBEDDINGS, "HUB_CACHE_DIR": str(tmp_path)}
-    assert {config.hub_cache_dir for config in conf.model_configs()} == {str(tmp_path)}
+    from django.conf import settings
+
+    show = (
+        "import django\ndjango.setup()\n"
+        "from vectors import conf\nprint({c.hub_cache_dir for c in conf.model_configs()})"
+    )
+    env = {**os.environ, "SENTENCE_TRANSFORMERS_HOME": str(tmp_path), "DJANGO_SETTINGS_MODULE": "embedservice.settings"}
+    shown = subprocess.run([sys.executable, "-c", show], env=env, cwd=settings.BASE_DIR, capture_output=True, text=True)
+    assert shown.stdout.strip() == repr({str(tmp_path)}), shown.stderr[-2000:]
 
 
 def test_a_bare_hub_name_is_keyed_by_its_snapshot_under_the_sentence_transformers_organisation(model_path, hub_cache):
