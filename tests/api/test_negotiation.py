@@ -7,7 +7,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from tests.api.conftest import Answer, send_raw
-from vectors.api import fastpath
+from vectors.api import negotiation
 
 JSON = (b"content-type", b"application/json")
 WRONG_KEY = (b"authorization", b"Bearer not-a-key")
@@ -126,11 +126,11 @@ async def test_a_chunked_body_over_the_limit_with_an_unacceptable_accept_is_refu
 
 def test_common_accepts_skip_drfs_negotiation_and_others_run_it_once_per_value(monkeypatch):
     calls = []
-    select_renderer = fastpath.select_renderer
-    monkeypatch.setattr(fastpath, "select_renderer", lambda *args: calls.append(args) or select_renderer(*args))
-    fastpath.accepts_json.cache_clear()
+    select_renderer = negotiation.select_renderer
+    monkeypatch.setattr(negotiation, "select_renderer", lambda *args: calls.append(args) or select_renderer(*args))
+    negotiation.accepts_json.cache_clear()
     for _ in range(3):
         for value in (None, "*/*", "application/json"):
-            fastpath.negotiate(value, {})
-        fastpath.negotiate("text/html, application/json", {})
+            negotiation.negotiate(value, {})
+        negotiation.negotiate("text/html, application/json", {})
     assert calls == [("text/html, application/json", {})]
