@@ -54,6 +54,15 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
+def content_length(answer: bytes) -> int:
+    """The Content-Length of a raw HTTP answer's head (a huge number while the head is incomplete or has none)."""
+    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 1 << 30
+
+
 def start_server(tmp: Path, env_extra: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> LiveServer:
     """Start `manage.py serve --port 0` on loopback and wait until it listens (models warm)."""
     env = dict(os.environ)

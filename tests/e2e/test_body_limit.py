@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, LiveServer, start_server, stop_server
+from tests.conftest import ROOT, LiveServer, content_length, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -51,14 +51,6 @@ def read_answer(conn: socket.socket) -> tuple[bytes, dict]:
         answer += chunk
     head, body = answer.split(b"\r\n\r\n", 1)
     return head, json.loads(body)
-
-
-def content_length(answer: bytes) -> int:
-    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 1 << 30
 
 
 @pytest.mark.parametrize("path", ["/v1/embeddings", "/admin/login/"])

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import cosines, start_server, stop_server
+from tests.conftest import content_length, cosines, start_server, stop_server
 
 pytestmark = pytest.mark.e2e
 
@@ -129,21 +129,13 @@ def test_an_h2c_offer_split_across_two_tcp_segments_keeps_its_body(embed_server,
             time.sleep(0.2)  # the server reads the first piece on its own
             conn.sendall(head[split:] + body)
             answer = b""
-            while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _content_length(answer):
+            while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < content_length(answer):
                 chunk = conn.recv(65536)
                 assert chunk, answer
                 answer += chunk
             assert answer.split(b"\r\n", 1)[0].startswith(b"HTTP/1.1 200"), answer[:500]
             vector = np.asarray(json.loads(answer.split(b"\r\n\r\n", 1)[1])["data"][0]["embedding"])
             assert cosines(vector[None, :], reference.encode(["a split upgrade offer"]))[0] >= 0.9999
-
-
-def _content_length(answer: bytes) -> int:
-    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 1 << 30
 
 
 def test_the_server_runs_on_uvloop_by_default(embed_server):
