@@ -51,6 +51,11 @@ def parse_query(raw: bytes) -> dict[str, str]:
     return dict(urllib.parse.parse_qsl(text, keep_blank_values=True, errors="replace"))
 
 
+def client_host(scope: dict) -> str:
+    """The client's address as the ASGI server gives it ('' when it gives none)."""
+    return (scope.get("client") or ("",))[0] or ""
+
+
 def header(scope: dict, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
@@ -85,15 +90,16 @@ class FastEmbeddingApp:
         if scope["type"] != "http":
             await self.fallback(scope, receive, send)
             return
+        limits = conf.limits()
         try:
             # First, on every route, as daphne's side does (vectors.daphne_server.limit_request_bodies):
             # a body declared over the limit is not read, whoever sends it.
-            PayloadTooLarge.refuse_declared(header(scope, b"content-length"), conf.limits().max_body_bytes)
+            PayloadTooLarge.refuse_declared(header(scope, b"content-length"), limits.max_body_bytes)
         except PayloadTooLarge as exc:
             await send_error(scope, send, exc)
             return
         route = ROUTES.get((scope.get("method", ""), scope.get("path", "")))
-        if route is None or not conf.limits().fast_path:
+        if route is None or not limits.fast_path:
             await self.fall_back_within_limit(scope, receive, send)
         else:
             await self.handle(route, scope, receive, send)
@@ -129,7 +135,7 @@ class FastEmbeddingApp:
         stopwatch = core.Stopwatch()
         request_id = header(scope, b"x-request-id") or accounting.new_request_id()
         outcome: core.EmbedOutcome | None = None
-        caller = (scope.get("client") or ("",))[0] or ""
+        caller = client_host(scope)
         watcher: asyncio.Task | None = None
         try:
             query = parse_query(scope["query_string"]) if scope.get("query_string") else {}
@@ -203,7 +209,7 @@ async def send_error(scope: dict, send: Send, error: PayloadTooLarge) -> None:
     # connection: close - the rest of the body is not read
     headers = [(b"x-request-id", request_id.encode("latin-1")), (b"connection", b"close")]
     await send_json(send, error.status_code, error.envelope(), headers)
-    caller = (scope.get("client") or ("",))[0] or ""
+    caller = client_host(scope)
     log_refusal(scope.get("method", ""), scope.get("path", ""), error, request_id, caller, stopwatch.ms())
 
 
