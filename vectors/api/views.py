@@ -214,6 +214,8 @@ def describe_engine(engine: object) -> dict:
             normalized=encoder.normalizes,
             model_calls=encoder.model_calls,
         )
+        if cfg.backend == "torch":
+            described["torch_linear"] = encoder.torch_linear  # null: runs eagerly (not traced)
     counters = [b.counters for b in engine.batchers()]
     described["stats"] = {
         "requests": sum(c.requests for c in counters),

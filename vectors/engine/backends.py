@@ -106,14 +106,17 @@ class TorchRunner:
     in, pooled vector out): one call that runs every layer without the GIL, instead of a Python call per
     layer and op that must take the GIL back each time while the event loop and the other encode lane
     hold it. The trace is checked against the eager model at load (`TRACE_CHECK`); a model that cannot be
-    traced, or whose trace disagrees, runs eagerly, with a warning naming why.
+    traced, or whose trace disagrees, runs eagerly, with a warning naming why. In fp32 the trace's Linear
+    layers run on oneDNN where `linear` resolves to it (vectors.engine.onednn: `auto` on an x86 CPU
+    that is not Intel's); a oneDNN trace that fails its check is traced again with torch's own.
     """
 
     CALL_COST = CALL_COST
 
-    def __init__(self, model: object, device: str, dtype: str, jit: bool = False) -> None:
+    def __init__(self, model: object, device: str, dtype: str, jit: bool = False, linear: str = "auto") -> None:
         self.model = model
         self.device = device
+        self.dtype = dtype
         self.device_type = device.split(":")[0]
         self._lane = threading.local()  # on CUDA: the calling thread's own stream
         if dtype == "fp16":
@@ -131,14 +134,26 @@ class TorchRunner:
                     "use dtype fp32, or int8 with backend onnx or openvino"
                 )
         self.names: list[str] = []
-        self.traced = self._trace() if jit and self.device_type == "cpu" else None
+        # Which library runs the trace's Linear layers ("torch" or "onednn"); None: not traced.
+        self.linear: str | None = None
+        self.traced = None
+        if jit and self.device_type == "cpu":
+            library = "torch"
+            if dtype == "fp32":
+                from . import onednn
 
-    def _trace(self) -> object | None:
+                library = onednn.resolve(linear)
+            self.traced = self._trace(library)
+            if self.traced is None and library == "onednn":
+                self.traced = self._trace("torch")
+
+    def _trace(self, linear: str) -> object | None:
         import warnings
 
         import torch
 
         from ..quality.metrics import unit_rows
+        from . import onednn
         from .export import pipeline_module
 
         sample = self.model.preprocess(TRACE_CHECK[:2])  # type: ignore[attr-defined]
@@ -147,7 +162,10 @@ class TorchRunner:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the tracer's notes on Python values it records
                 module = pipeline_module(self.model, names).eval()
-                traced = torch.jit.freeze(torch.jit.trace(module, tuple(sample[n] for n in names), check_trace=False))
+                swapped = onednn.linears_on_onednn(module) if linear == "onednn" else contextlib.nullcontext()
+                with swapped:  # the trace keeps oneDNN's layers; the model gets its own back
+                    inputs = tuple(sample[n] for n in names)
+                    traced = torch.jit.freeze(torch.jit.trace(module, inputs, check_trace=False))
             for texts in (TRACE_CHECK, TRACE_CHECK[:1]):
                 got, want = self._run_traced(traced, names, texts)[0], self._run_eager(texts)
                 cosine = (unit_rows(got) * unit_rows(want)).sum(axis=1)
@@ -155,9 +173,13 @@ class TorchRunner:
                     raise ValueError(f"its rows differ from the eager model's (lowest cosine {cosine.min():.6f})")
         except Exception as exc:  # tracing raises many types; any of them means: run eagerly
             name = type(exc).__name__
-            logger.warning("the model does not run as a TorchScript trace (%s: %s); it runs eagerly", name, exc)
+            if linear == "onednn":
+                logger.warning("the trace with oneDNN Linear layers failed (%s: %s); tracing with torch's", name, exc)
+            else:
+                logger.warning("the model does not run as a TorchScript trace (%s: %s); it runs eagerly", name, exc)
             return None
         self.names = names
+        self.linear = linear
         return traced
 
     def _stream(self) -> contextlib.AbstractContextManager:

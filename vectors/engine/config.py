@@ -45,6 +45,8 @@ class ModelConfig:
         threads; a batch running alone gets all of them.
     torch_jit: torch on the CPU runs the model as a TorchScript trace, checked against the eager model at
         load (vectors.engine.backends.TorchRunner); False: always eagerly.
+    torch_linear: which library multiplies the trace's fp32 Linear layers: "torch" (MKL on x86),
+        "onednn", or "auto" (oneDNN on an x86 CPU that is not Intel's; vectors.engine.onednn).
     cache_dir: where exported (onnx/openvino) artifacts go when the model's own directory is not
         writable or is an installed package; '' means ~/.cache/embedservice.
     hub_cache_dir: where a model named by hub id is cached (sentence-transformers' cache_folder, from
@@ -61,6 +63,7 @@ class ModelConfig:
     torch_threads: int | None = None
     parallel_batches: int | None = None
     torch_jit: bool = True
+    torch_linear: str = "auto"
     warmup: bool = True
     batcher: BatcherConfig = field(default_factory=BatcherConfig)
     cache_dir: str = ""

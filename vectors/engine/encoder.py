@@ -115,7 +115,9 @@ class Encoder:
         from . import backends
 
         if config.backend == "torch":
-            return backends.TorchRunner(self.model, self.device, config.dtype, jit=config.torch_jit)
+            return backends.TorchRunner(
+                self.model, self.device, config.dtype, jit=config.torch_jit, linear=config.torch_linear
+            )
         threads = threads or self._threads()
         package = support.missing_package(config.backend)
         if package:
@@ -211,6 +213,11 @@ class Encoder:
             session made by `prepare_parallel` for that count.
         """
         return self.encode_counted(texts, threads)[0]
+
+    @property
+    def torch_linear(self) -> str | None:
+        """torch on the CPU, traced: which library runs its Linear layers ("torch" or "onednn"); else None."""
+        return getattr(self._run, "linear", None)
 
     @property
     def counts_in_call(self) -> bool:

@@ -6,6 +6,8 @@ import importlib.util
 
 BACKENDS = ("torch", "onnx", "openvino")
 DTYPES = ("fp32", "fp16", "bf16", "int8")
+# Which library multiplies torch's fp32 Linear layers on the CPU (EMBED_TORCH_LINEAR; vectors.engine.onednn).
+TORCH_LINEAR = ("auto", "torch", "onednn")
 
 # backend -> dtype -> device kinds it runs on ("cpu", "cuda"); "auto" resolves to one of them.
 SUPPORTED: dict[str, dict[str, tuple[str, ...]]] = {
@@ -57,14 +59,20 @@ def missing_package(backend: str) -> str | None:
     return None
 
 
+def read_cpuinfo() -> str | None:
+    """/proc/cpuinfo's text; None where there is none (not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
 def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
     """The CPU's feature flags from /proc/cpuinfo (x86 "flags", Arm "Features"); None: cannot tell."""
+    cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-                cpuinfo = handle.read()
-        except OSError:
-            return None
+        return None
     flags: set[str] = set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -87,3 +95,13 @@ def cpu_has_int8_dot(cpuinfo: str | None = None) -> bool | None:
     """
     flags = cpu_flags(cpuinfo)
     return None if flags is None else bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
+
+
+def cpu_vendor(cpuinfo: str | None = None) -> str | None:
+    """The x86 CPU's vendor string ("GenuineIntel", "AuthenticAMD", ...); None: not x86, or cannot tell."""
+    cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
+    for line in (cpuinfo or "").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "vendor_id":
+            return value.strip() or None
+    return None

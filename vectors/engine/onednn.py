@@ -1,0 +1,94 @@
+"""Which library multiplies torch's fp32 Linear layers in the traced model on the CPU: torch's own or oneDNN.
+
+PyPI's torch for x86 runs an fp32 Linear layer as an MKL sgemm. MKL picks its kernels by CPU vendor as
+well as by instruction set: on an AMD EPYC it does not take its AVX-512 path (`MKL_VERBOSE=1` names
+no instruction set there, where on Intel it names AVX-512). oneDNN, which the same torch carries,
+picks by instruction set only. On a Zen 5 EPYC (2 vCPUs, full-width AVX-512), the packaged model traced,
+batches of 128 of bench/corpora/default.txt, medians of 5 rounds: 327 -> 601 texts/s on two threads,
+179 -> 343 on one; 345 -> 541-597 over 400 batches of 1-64 texts (new shapes cost oneDNN a first
+call each); the rows the same to 2.4e-7 (cosine 0.9999999). bf16 gains nothing from it (torch already
+runs bf16 Linear layers on oneDNN): only fp32 is swapped.
+
+`auto` takes oneDNN on an x86 CPU that is not Intel's, and torch's own choice everywhere else (on Intel
+MKL takes its best path; Arm builds of torch do not use MKL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import warnings
+from collections.abc import Iterator
+
+import torch
+
+from . import support
+from .errors import ModelLoadError
+
+CHOICES = support.TORCH_LINEAR
+X86 = ("x86_64", "amd64", "i386", "i686")
+
+
+def available() -> bool:
+    """Whether this torch build has oneDNN and the Linear op of it that this module calls."""
+    return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def resolve(choice: str, cpuinfo: str | None = None, machine: str | None = None) -> str:
+    """Return "onednn" or "torch" for the setting `choice` (EMBED_TORCH_LINEAR) on this CPU.
+
+    Raises:
+        ModelLoadError: `choice` is not one of CHOICES, or is "onednn" on a torch without oneDNN.
+    """
+    if choice not in CHOICES:
+        raise ModelLoadError(f"torch linear {choice!r} is not one of {CHOICES}")
+    if choice == "onednn" and not available():
+        raise ModelLoadError("EMBED_TORCH_LINEAR=onednn: this torch build has no oneDNN (torch.backends.mkldnn)")
+    if choice != "auto":
+        return choice
+    x86 = (machine or platform.machine()).lower() in X86
+    vendor = support.cpu_vendor(cpuinfo)
+    return "onednn" if x86 and vendor is not None and vendor != "GenuineIntel" and available() else "torch"
+
+
+def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    # Scripted: a trace records the op only through a script function (it cannot trace the empty
+    # Scalar?[] argument itself), and TorchScript takes `Scalar` as int | float | complex.
+    scalars: list[int | float | complex | None] = []
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", scalars, None)
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 calls TorchScript deprecated; it still runs it
+    onednn_linear = torch.jit.script(_onednn_linear)
+
+
+class OneDnnLinear(torch.nn.Module):
+    """An nn.Linear's weight and bias, multiplied by oneDNN."""
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.weight = linear.weight
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return onednn_linear(x, self.weight, self.bias)
+
+
+@contextlib.contextmanager
+def linears_on_onednn(module: torch.nn.Module) -> Iterator[int]:
+    """Within the block, every nn.Linear inside `module` runs on oneDNN; yields how many were swapped.
+
+    For tracing: the trace keeps the swapped layers, the module gets its own back at the end.
+    """
+    swapped: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.Linear:
+                swapped.append((parent, name, child))
+                setattr(parent, name, OneDnnLinear(child))
+    try:
+        yield len(swapped)
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
