@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -77,6 +78,7 @@ def test_the_onednn_trace_runs_onednn_linears_and_gives_torchs_rows(models, refe
     model, runner = models["onednn"]
     graph = str(runner.traced.graph)
     assert runner.linear == "onednn" and graph.count("_linear_pointwise") == 36  # 6 layers x 6 Linear
+    assert {"ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"} <= set(os.environ)  # set before the trace
     assert {type(m) for m in model.modules()} & {onednn.OneDnnLinear} == set()  # the model got its own back
     rows = runner(TEXTS)
     want = reference.encode(TEXTS, normalize_embeddings=False)
@@ -113,6 +115,13 @@ def test_a_onednn_trace_that_fails_is_traced_again_with_torchs_linear(model_path
     assert "oneDNN Linear layers failed" in caplog.text and "runs eagerly" not in caplog.text
     want = reference.encode(TEXTS[:4], normalize_embeddings=False)
     assert cosines(runner(TEXTS[:4]), want).min() >= 0.99999
+
+
+def test_onednns_kernel_caches_are_bounded_unless_the_environment_says_otherwise(monkeypatch):
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "512")  # an operator's own choice
+    onednn.bound_caches()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64" and os.environ["LRU_CACHE_CAPACITY"] == "512"
 
 
 def test_eager_torch_is_left_as_it_is(model_path):

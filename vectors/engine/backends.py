@@ -143,6 +143,8 @@ class TorchRunner:
                 from . import onednn
 
                 library = onednn.resolve(linear)
+                if library == "onednn":
+                    onednn.bound_caches()  # before the trace's first oneDNN call
             self.traced = self._trace(library)
             if self.traced is None and library == "onednn":
                 self.traced = self._trace("torch")

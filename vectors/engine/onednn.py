@@ -16,6 +16,7 @@ MKL takes its best path; Arm builds of torch do not use MKL).
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import warnings
 from collections.abc import Iterator
@@ -26,6 +27,12 @@ from . import support
 from .errors import ModelLoadError
 
 CHOICES = support.TORCH_LINEAR
+# Shapes whose kernels oneDNN keeps (its primitive cache, and ideep's cache in front of it, each 1024
+# by default): each batch's rows x width is a new shape. Measured on the Zen 5, 900 calls of 1-64 texts
+# of mixed lengths: RSS 1 298 MiB with the defaults, 636 with 64 each (torch's MKL: 676), in about the
+# same time (60.5 s; one of the two at 64: 58 s; no cache 80.6 s; MKL 99 s). Set before oneDNN's first
+# call reads them; a value already in the environment wins.
+CACHE_CAPACITY = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64", "LRU_CACHE_CAPACITY": "64"}
 X86 = ("x86_64", "amd64", "i386", "i686")
 
 
@@ -73,6 +80,12 @@ class OneDnnLinear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return onednn_linear(x, self.weight, self.bias)
+
+
+def bound_caches() -> None:
+    """Keep oneDNN's kernel caches to CACHE_CAPACITY shapes, unless the environment already sets them."""
+    for name, value in CACHE_CAPACITY.items():
+        os.environ.setdefault(name, value)
 
 
 @contextlib.contextmanager
