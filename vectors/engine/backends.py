@@ -155,7 +155,6 @@ class TorchRunner:
         import torch
 
         from ..quality.metrics import unit_rows
-        from . import onednn
         from .export import pipeline_module
 
         sample = self.model.preprocess(TRACE_CHECK[:2])  # type: ignore[attr-defined]
@@ -164,10 +163,15 @@ class TorchRunner:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the tracer's notes on Python values it records
                 module = pipeline_module(self.model, names).eval()
-                swapped = onednn.linears_on_onednn(module) if linear == "onednn" else contextlib.nullcontext()
-                with swapped:  # the trace keeps oneDNN's layers; the model gets its own back
+                swap = contextlib.nullcontext(0)
+                if linear == "onednn":
+                    from .onednn import linears_on_onednn
+
+                    swap = linears_on_onednn(module)
+                with swap as swapped:  # the trace keeps oneDNN's layers; the model gets its own back
                     inputs = tuple(sample[n] for n in names)
                     traced = torch.jit.freeze(torch.jit.trace(module, inputs, check_trace=False))
+                linear = linear if swapped else "torch"  # no nn.Linear to swap: torch's own ran the trace
             for texts in (TRACE_CHECK, TRACE_CHECK[:1]):
                 got, want = self._run_traced(traced, names, texts)[0], self._run_eager(texts)
                 cosine = (unit_rows(got) * unit_rows(want)).sum(axis=1)

@@ -9,17 +9,19 @@ batches of 128 of bench/corpora/default.txt, medians of 5 rounds: 327 -> 601 tex
 call each); the rows the same to 2.4e-7 (cosine 0.9999999). bf16 gains nothing from it (torch already
 runs bf16 Linear layers on oneDNN): only fp32 is swapped.
 
-`auto` takes oneDNN on an x86 CPU that is not Intel's, and torch's own choice everywhere else (on Intel
-MKL takes its best path; Arm builds of torch do not use MKL).
+`auto` takes oneDNN on an x86 CPU with AVX-512 that is not Intel's, as /proc/cpuinfo tells (so on Linux),
+and torch's own choice everywhere else (on Intel MKL takes its best path; Arm builds of torch do not use
+MKL; an AVX2-only AMD CPU was not measured with the swap).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -55,7 +57,9 @@ def resolve(choice: str, cpuinfo: str | None = None, machine: str | None = None)
         return choice
     x86 = (machine or platform.machine()).lower() in X86
     vendor = support.cpu_vendor(cpuinfo)
-    return "onednn" if x86 and vendor is not None and vendor != "GenuineIntel" and available() else "torch"
+    # AVX-512 is what MKL leaves unused on AMD; on an AVX2-only AMD CPU the swap was not measured.
+    avx512 = "avx512f" in (support.cpu_flags(cpuinfo) or set())
+    return "onednn" if x86 and vendor not in (None, "GenuineIntel") and avx512 and available() else "torch"
 
 
 def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -65,9 +69,12 @@ def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", scalars, None)
 
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 calls TorchScript deprecated; it still runs it
-    onednn_linear = torch.jit.script(_onednn_linear)
+@functools.cache
+def onednn_linear() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """The scripted call, compiled at first use (a torch without the op can still import this module)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 calls TorchScript deprecated; it runs it
+        return torch.jit.script(_onednn_linear)
 
 
 class OneDnnLinear(torch.nn.Module):
@@ -77,13 +84,18 @@ class OneDnnLinear(torch.nn.Module):
         super().__init__()
         self.weight = linear.weight
         self.bias = linear.bias
+        self.call = onednn_linear()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return onednn_linear(x, self.weight, self.bias)
+        return self.call(x, self.weight, self.bias)
 
 
 def bound_caches() -> None:
-    """Keep oneDNN's kernel caches to CACHE_CAPACITY shapes, unless the environment already sets them."""
+    """Keep oneDNN's kernel caches to CACHE_CAPACITY shapes, unless the environment already sets them.
+
+    For the whole process (torch bf16 models' kernels too), and only if no oneDNN kernel ran before: a
+    torch bf16 model loaded earlier in the same process leaves oneDNN's own defaults in place.
+    """
     for name, value in CACHE_CAPACITY.items():
         os.environ.setdefault(name, value)
 
@@ -92,15 +104,17 @@ def bound_caches() -> None:
 def linears_on_onednn(module: torch.nn.Module) -> Iterator[int]:
     """Within the block, every nn.Linear inside `module` runs on oneDNN; yields how many were swapped.
 
-    For tracing: the trace keeps the swapped layers, the module gets its own back at the end.
+    For tracing: the trace keeps the swapped layers, the module gets its own back at the end, whatever
+    happened within. The module must not be in use meanwhile (TorchRunner traces before its encoder is
+    handed to anyone).
     """
     swapped: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is torch.nn.Linear:
-                swapped.append((parent, name, child))
-                setattr(parent, name, OneDnnLinear(child))
     try:
+        for parent in list(module.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) is torch.nn.Linear:
+                    setattr(parent, name, OneDnnLinear(child))
+                    swapped.append((parent, name, child))
         yield len(swapped)
     finally:
         for parent, name, child in swapped:
