@@ -249,7 +249,7 @@ EMBEDDINGS = {
     "PARALLEL_BATCHES": int(env_number("EMBED_PARALLEL_BATCHES", 0)) or None,  # negative: refused by a check
     # torch on the CPU: run the model as a TorchScript trace (checked against the eager model at load).
     "TORCH_JIT": env_bool("EMBED_TORCH_JIT", True),
-    # Its fp32 Linear layers: auto (oneDNN on an x86 CPU that is not Intel's), torch (MKL on x86) or onednn.
+    # Its fp32 Linear layers: auto (oneDNN on a non-Intel x86 CPU with AVX-512), torch (MKL on x86) or onednn.
     "TORCH_LINEAR": env.get("EMBED_TORCH_LINEAR", "auto"),
     "SPLIT_MIN_INPUTS": int(env_number("EMBED_SPLIT_MIN_INPUTS", 8)),
     "WARMUP": env_bool("EMBED_WARMUP", True),

@@ -107,8 +107,8 @@ class TorchRunner:
     layer and op that must take the GIL back each time while the event loop and the other encode lane
     hold it. The trace is checked against the eager model at load (`TRACE_CHECK`); a model that cannot be
     traced, or whose trace disagrees, runs eagerly, with a warning naming why. In fp32 the trace's Linear
-    layers run on oneDNN where `linear` resolves to it (vectors.engine.onednn: `auto` on an x86 CPU
-    that is not Intel's); a oneDNN trace that fails its check is traced again with torch's own.
+    layers run on oneDNN where `linear` resolves to it (vectors.engine.onednn: `auto` on a non-Intel
+    x86 CPU with AVX-512); a oneDNN trace that fails its check is traced again with torch's own.
     """
 
     CALL_COST = CALL_COST
@@ -116,7 +116,6 @@ class TorchRunner:
     def __init__(self, model: object, device: str, dtype: str, jit: bool = False, linear: str = "auto") -> None:
         self.model = model
         self.device = device
-        self.dtype = dtype
         self.device_type = device.split(":")[0]
         self._lane = threading.local()  # on CUDA: the calling thread's own stream
         if dtype == "fp16":

@@ -46,7 +46,7 @@ class ModelConfig:
     torch_jit: torch on the CPU runs the model as a TorchScript trace, checked against the eager model at
         load (vectors.engine.backends.TorchRunner); False: always eagerly.
     torch_linear: which library multiplies the trace's fp32 Linear layers: "torch" (MKL on x86),
-        "onednn", or "auto" (oneDNN on an x86 CPU that is not Intel's; vectors.engine.onednn).
+        "onednn", or "auto" (oneDNN on a non-Intel x86 CPU with AVX-512; vectors.engine.onednn).
     cache_dir: where exported (onnx/openvino) artifacts go when the model's own directory is not
         writable or is an installed package; '' means ~/.cache/embedservice.
     hub_cache_dir: where a model named by hub id is cached (sentence-transformers' cache_folder, from

@@ -1,13 +1,13 @@
 """Which library multiplies torch's fp32 Linear layers in the traced model on the CPU: torch's own or oneDNN.
 
 PyPI's torch for x86 runs an fp32 Linear layer as an MKL sgemm. MKL picks its kernels by CPU vendor as
-well as by instruction set: on an AMD EPYC it does not take its AVX-512 path (`MKL_VERBOSE=1` names
-no instruction set there, where on Intel it names AVX-512). oneDNN, which the same torch carries,
-picks by instruction set only. On a Zen 5 EPYC (2 vCPUs, full-width AVX-512), the packaged model traced,
-batches of 128 of bench/corpora/default.txt, medians of 5 rounds: 327 -> 601 texts/s on two threads,
-179 -> 343 on one; 345 -> 541-597 over 400 batches of 1-64 texts (new shapes cost oneDNN a first
-call each); the rows the same to 2.4e-7 (cosine 0.9999999). bf16 gains nothing from it (torch already
-runs bf16 Linear layers on oneDNN): only fp32 is swapped.
+well as by instruction set: on an AMD EPYC it does not take its AVX-512 path (`MKL_VERBOSE=1` names no
+instruction set there, only "Intel(R) Architecture processors"). oneDNN, which the same torch carries,
+picks by instruction set only (`ONEDNN_VERBOSE=1`: AVX-512 on the same CPU). On a Zen 5 EPYC (2 vCPUs,
+full-width AVX-512), the packaged model traced, batches of 128 of bench/corpora/default.txt, medians of
+5 rounds: 327 -> 601 texts/s on two threads, 179 -> 343 on one; 345 -> 541-597 over 400 batches of 1-64
+texts (new shapes cost oneDNN a first call each); the rows the same to 2.4e-7 (cosine 0.9999999). bf16
+gains nothing from it (torch already runs bf16 Linear layers on oneDNN): only fp32 is swapped.
 
 `auto` takes oneDNN on an x86 CPU with AVX-512 that is not Intel's, as /proc/cpuinfo tells (so on Linux),
 and torch's own choice everywhere else (on Intel MKL takes its best path; Arm builds of torch do not use
