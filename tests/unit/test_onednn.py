@@ -168,6 +168,20 @@ def test_onednns_kernel_caches_are_bounded_unless_the_environment_says_otherwise
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64" and os.environ["LRU_CACHE_CAPACITY"] == "512"
 
 
+@pytest.mark.parametrize(("dtype", "linear", "bounded"), [("bf16", "torch", True), ("fp32", "torch", False)])
+def test_the_caches_are_bounded_for_the_models_that_run_on_onednn(model_path, monkeypatch, dtype, linear, bounded):
+    from sentence_transformers import SentenceTransformer
+
+    from vectors.engine.backends import TorchRunner
+
+    for name in onednn.CACHE_CAPACITY:
+        monkeypatch.delenv(name, raising=False)
+    TorchRunner(SentenceTransformer(model_path, device="cpu"), "cpu", dtype, jit=False, linear=linear)
+    assert {name: os.environ.get(name) for name in onednn.CACHE_CAPACITY} == (
+        onednn.CACHE_CAPACITY if bounded else dict.fromkeys(onednn.CACHE_CAPACITY)
+    )
+
+
 def test_eager_torch_is_left_as_it_is(model_path):
     from sentence_transformers import SentenceTransformer
 

@@ -136,14 +136,15 @@ class TorchRunner:
         # Which library runs the trace's Linear layers ("torch" or "onednn"); None: not traced.
         self.linear: str | None = None
         self.traced = None
-        if jit and self.device_type == "cpu":
-            library = "torch"
-            if dtype == "fp32":
-                from . import onednn
+        library = "torch"
+        if self.device_type == "cpu":
+            from . import onednn
 
+            if jit and dtype == "fp32":
                 library = onednn.resolve(linear)
-                if library == "onednn":
-                    onednn.bound_caches()  # before the trace's first oneDNN call
+            if library == "onednn" or dtype == "bf16":  # both run on oneDNN
+                onednn.bound_caches()  # before its first call
+        if jit and self.device_type == "cpu":
             self.traced = self._trace(library)
             if self.traced is None and library == "onednn":
                 self.traced = self._trace("torch")
