@@ -57,9 +57,10 @@ def resolve(choice: str, cpuinfo: str | None = None, machine: str | None = None)
     if choice != "auto":
         return choice
     x86 = (machine or platform.machine()).lower() in X86
-    vendor = support.cpu_vendor(cpuinfo)
+    cpuinfo = support.read_cpuinfo() if cpuinfo is None else cpuinfo  # read once, for the vendor and the flags
+    vendor = support.cpu_vendor(cpuinfo or "")
     # AVX-512 is what MKL leaves unused on AMD; on an AVX2-only AMD CPU the swap was not measured.
-    avx512 = "avx512f" in (support.cpu_flags(cpuinfo) or set())
+    avx512 = "avx512f" in (support.cpu_flags(cpuinfo or "") or set())
     return "onednn" if x86 and vendor not in (None, "GenuineIntel") and avx512 and available() else "torch"
 
 
