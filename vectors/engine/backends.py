@@ -136,18 +136,16 @@ class TorchRunner:
         # Which library runs the trace's Linear layers ("torch" or "onednn"); None: not traced.
         self.linear: str | None = None
         self.traced = None
-        library = "torch"
         if self.device_type == "cpu":
             from . import onednn
 
-            if jit and dtype == "fp32":
-                library = onednn.resolve(linear)
+            library = onednn.resolve(linear) if jit and dtype == "fp32" else "torch"
             if library == "onednn" or dtype == "bf16":  # both run on oneDNN
                 onednn.bound_caches()  # before its first call
-        if jit and self.device_type == "cpu":
-            self.traced = self._trace(library)
-            if self.traced is None and library == "onednn":
-                self.traced = self._trace("torch")
+            if jit:
+                self.traced = self._trace(library)
+                if self.traced is None and library == "onednn":
+                    self.traced = self._trace("torch")
 
     def _trace(self, linear: str) -> object | None:
         import warnings
