@@ -197,10 +197,10 @@ async def test_a_dead_batcher_task_fails_its_waiters_instead_of_hanging(executor
     encoder = FakeEncoder()
     batcher = make(executor, encoder)
 
-    def broken_take():
+    def broken_take(cap, now):
         raise RuntimeError("bug in batch forming")
 
-    batcher._take = broken_take  # type: ignore[method-assign]
+    batcher._queue.take = broken_take  # type: ignore[method-assign]
     with pytest.raises(EncodeFailed):
         await asyncio.wait_for(batcher.submit(["x"], [2]), 5)
 

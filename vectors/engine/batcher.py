@@ -4,96 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 
-import numpy as np
-
+from .batches import Batch, BatcherCounters, BatchStats, Embedded, EncodeFn, Pending, Slice, rows_and_counts, unsort
 from .config import BatcherConfig
 from .errors import EncodeFailed, EngineStopped, EngineStuck, QueueFull, QueueTimeout
+from .workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
-
-EncodeFn = Callable[[Sequence[str]], np.ndarray | tuple[np.ndarray, np.ndarray | None]]  # rows[, counts]
-
-
-@dataclass(frozen=True)
-class Embedded:
-    """One request's answer: its rows in input order and where its time went."""
-
-    rows: np.ndarray
-    queue_ms: float
-    inference_ms: float
-    batch_size: int
-    tokens: np.ndarray | None = None  # each text's token count as the model saw it, where the call told
-
-
-@dataclass(frozen=True)
-class BatchStats:
-    """What one model call did, for metrics."""
-
-    size: int
-    requests: int
-    inference_ms: float
-
-
-@dataclass(eq=False)
-class _Pending:
-    texts: Sequence[str]
-    tokens: Sequence[int]
-    future: asyncio.Future
-    enqueued_at: float
-    taken: int = 0
-    finished: int = 0
-    started_at: float | None = None
-    inference_ms: float = 0.0
-    batch_size: int = 0
-    dropped: bool = False
-    rows: np.ndarray | None = None
-    counts: np.ndarray | None = None
-
-    @property
-    def waiting(self) -> int:
-        return len(self.texts) - self.taken
-
-
-@dataclass(eq=False)
-class _Slice:
-    pending: _Pending
-    start: int
-    stop: int
-
-
-@dataclass(eq=False)
-class _Batch:
-    """One model call: its pieces of requests, their texts, token counts, and the order it runs them in."""
-
-    slices: list[_Slice]
-    texts: list[str]
-    tokens: list[int]
-    started: float
-    order: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.order = np.argsort(np.asarray(self.tokens), kind="stable")
-
-
-@dataclass
-class BatcherCounters:
-    """Running totals since the batcher started."""
-
-    requests: int = 0
-    texts: int = 0
-    batches: int = 0
-    rejected_full: int = 0
-    expired: int = 0
-    cancelled: int = 0
-    failed: int = 0
-    sizes: list[int] = field(default_factory=list)
 
 
 class MicroBatcher:
@@ -134,15 +54,11 @@ class MicroBatcher:
         self._wide_running = False
         self._batch_tasks: set[asyncio.Task] = set()
         self._on_batch = on_batch
-        self._queue: deque[_Pending] = deque()
-        self._queued_inputs = 0
-        # The queue is the loop's, except that a lane whose batch just ended takes its next batch from
-        # it itself (`_follow_on`), without waiting for the event loop: this lock covers the queue, its
-        # count and each request's taken / started fields.
-        self._lock = threading.Lock()
+        # The loop's, except that a lane whose batch just ended takes its next batch itself (`_follow_on`).
+        self._queue = WorkQueue(config.max_batch_tokens)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._inflight: dict[int, list[_Slice]] = {}
+        self._inflight: dict[int, list[Slice]] = {}
         self._under_load = False
         self._stuck_lanes: set[int] = set()  # lanes whose call has run past the inference deadline
         self._accepting = True
@@ -156,7 +72,7 @@ class MicroBatcher:
     @property
     def queued_inputs(self) -> int:
         """Texts waiting for a batch (not yet handed to the model)."""
-        return self._queued_inputs
+        return self._queue.queued_inputs
 
     @property
     def healthy(self) -> bool:
@@ -180,15 +96,14 @@ class MicroBatcher:
         if self._stuck_lanes:
             raise EngineStuck("the model has not answered within the inference deadline")
         limit = self.config.max_queue_inputs
-        if self._queued_inputs and self._queued_inputs + len(texts) > limit:
+        queued = self._queue.queued_inputs
+        if queued and queued + len(texts) > limit:
             self.counters.rejected_full += 1
-            raise QueueFull(self._queued_inputs, limit)
+            raise QueueFull(queued, limit)
         self._ensure_running()
         loop = asyncio.get_running_loop()
-        pending = _Pending(texts, tokens, loop.create_future(), self.clock())
-        with self._lock:
-            self._queue.append(pending)
-            self._queued_inputs += len(texts)
+        pending = Pending(texts, tokens, loop.create_future(), self.clock())
+        self._queue.put(pending)
         self._idle.clear()
         self.counters.requests += 1
         self.counters.texts += len(texts)
@@ -235,8 +150,6 @@ class MicroBatcher:
                 await task
             except asyncio.CancelledError:
                 pass
-        self._fail_all(EngineStopped("the batcher was stopped"))
-        self._cancel_deadlines()
 
     def _cancel_deadlines(self) -> None:
         # A call still running in a lane returns later or never; its waiters are answered, and its
@@ -268,7 +181,7 @@ class MicroBatcher:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self._under_load and self._queued_inputs < self.config.max_batch_size:
+            if self._under_load and self._queue.queued_inputs < self.config.max_batch_size:
                 await asyncio.sleep(self.config.max_wait_ms / 1000)
             self._dispatch()
 
@@ -279,19 +192,18 @@ class MicroBatcher:
             if lane is None:
                 return
             free = self._busy.count(False)
-            wide = free == len(self._busy) and (free == 1 or self._queued_inputs < self.config.split_min_inputs)
+            wide = free == len(self._busy) and (free == 1 or self._queue.queued_inputs < self.config.split_min_inputs)
             cap = self.config.max_batch_size
             if not wide and free > 1:
                 cap = self._share(free)
-            with self._lock:
-                slices, texts, tokens = self._take(cap)
+            slices, texts, tokens = self._queue.take(cap, self.clock())
             if not slices:
                 return
             self._start_batch(0 if wide else lane, wide, slices, texts, tokens)
 
     def _share(self, lanes: int) -> int:
         """A batch's cap when the queue is shared among `lanes` lanes about to start."""
-        return max(1, min(self.config.max_batch_size, -(-self._queued_inputs // lanes)))
+        return max(1, min(self.config.max_batch_size, -(-self._queue.queued_inputs // lanes)))
 
     def _free_lane(self) -> int | None:
         if self._wide_running:
@@ -301,50 +213,12 @@ class MicroBatcher:
                 return lane
         return None
 
-    def _take(self, cap: int) -> tuple[list[_Slice], list[str], list[int]]:
-        """Take the next batch off the queue (hold `_lock`)."""
-        cfg = self.config
-        slices: list[_Slice] = []
-        texts: list[str] = []
-        tokens: list[int] = []
-        longest = 0
-        now = self.clock()
-        while self._queue and len(texts) < cap:
-            pending = self._queue[0]
-            if pending.dropped or pending.future.done():
-                self._unqueue(pending)  # (a no-op for a dropped one: its count went when it was dropped)
-                self._queue.popleft()
-                continue
-            start = pending.taken
-            stop = start
-            while stop < len(pending.texts) and len(texts) < cap:
-                count = pending.tokens[stop]
-                wider = max(longest, count)
-                if texts and wider * (len(texts) + 1) > cfg.max_batch_tokens:
-                    break
-                longest = wider
-                texts.append(pending.texts[stop])
-                tokens.append(count)
-                stop += 1
-            if stop == start:
-                break
-            if pending.started_at is None:
-                pending.started_at = now
-            pending.taken = stop
-            self._queued_inputs -= stop - start
-            slices.append(_Slice(pending, start, stop))
-            if pending.waiting == 0:
-                self._queue.popleft()
-            else:
-                break  # the token budget or size cap is reached inside this request
-        return slices, texts, tokens
-
-    def _start_batch(self, lane: int, wide: bool, slices: list[_Slice], texts: list[str], tokens: list[int]) -> None:
+    def _start_batch(self, lane: int, wide: bool, slices: list[Slice], texts: list[str], tokens: list[int]) -> None:
         self._busy[lane] = True
         self._wide_running = wide
         self._inflight[lane] = slices
         self._watch(lane, len(texts))
-        batch = _Batch(slices, texts, tokens, self.clock())
+        batch = Batch(slices, texts, tokens, self.clock())
         try:
             self._submit(asyncio.get_running_loop(), lane, wide, batch)
         except RuntimeError:  # the lane's executor has shut down: the service is stopping
@@ -352,7 +226,7 @@ class MicroBatcher:
             self._free(lane, wide)
             self._abandon(batch)
 
-    def _submit(self, loop: asyncio.AbstractEventLoop, lane: int, wide: bool, batch: _Batch) -> None:
+    def _submit(self, loop: asyncio.AbstractEventLoop, lane: int, wide: bool, batch: Batch) -> None:
         """Run `batch` on the lane's thread; its end comes back to the loop as one `_batch_done` callback.
 
         Awaiting a task instead would cost several loop turns, each behind every response the loop is
@@ -385,22 +259,21 @@ class MicroBatcher:
         function, executor = self._calls[lane][wide]
         executor.submit(function, [batch.texts[i] for i in batch.order]).add_done_callback(finished)
 
-    def _follow_on(self, lane: int) -> _Batch | None:
+    def _follow_on(self, lane: int) -> Batch | None:
         """In the lane's thread, as its batch ends: take the lane's next batch off the queue, if any waits.
 
         Only a narrow (per-lane) batch follows on, and only where batches do not wait to fill up
         (`max_wait_ms` 0, or already under load); the share of the queue is what `_dispatch` would give
         this lane with the other idle lanes. Everything else still goes through the loop.
         """
-        if not self._queued_inputs or (self.config.max_wait_ms > 0 and not self._under_load):
+        if not self._queue.queued_inputs or (self.config.max_wait_ms > 0 and not self._under_load):
             return None
         idle = self._busy.count(False)
         cap = self._share(idle + 1) if idle else self.config.max_batch_size
-        with self._lock:
-            slices, texts, tokens = self._take(cap)
+        slices, texts, tokens = self._queue.take(cap, self.clock())
         if not slices:
             return None
-        return _Batch(slices, texts, tokens, self.clock())
+        return Batch(slices, texts, tokens, self.clock())
 
     def _watch(self, lane: int, size: int) -> None:
         loop = asyncio.get_running_loop()
@@ -437,7 +310,7 @@ class MicroBatcher:
         if not self._queue and not any(self._busy):
             self._idle.set()
 
-    def _batch_done(self, lane: int, wide: bool, batch: _Batch, done: Future, follow: _Batch | None = None) -> None:
+    def _batch_done(self, lane: int, wide: bool, batch: Batch, done: Future, follow: Batch | None = None) -> None:
         self._call_ended(lane)
         if follow is not None:  # the lane already runs its next batch (`_follow_on`)
             self._inflight[lane] = follow.slices
@@ -459,22 +332,22 @@ class MicroBatcher:
         size = len(batch.tokens)
         elapsed_ms = (self.clock() - batch.started) * 1000
         try:
-            rows, counts = _rows_and_counts(done.result())
-            unsorted = _unsort(rows, batch.order)
+            rows, counts = rows_and_counts(done.result())
+            unsorted = unsort(rows, batch.order)
             if counts is not None:
-                counts = _unsort(counts, batch.order)
+                counts = unsort(counts, batch.order)
             offset = 0
             for piece in batch.slices:
                 width = piece.stop - piece.start
                 part = None if counts is None else counts[offset : offset + width]
-                self._deliver(piece, unsorted[offset : offset + width], elapsed_ms, size, part)
+                piece.pending.fill(piece.start, piece.stop, unsorted[offset : offset + width], elapsed_ms, size, part)
                 offset += width
             self._record(size, len(batch.slices), elapsed_ms)
         except Exception as exc:  # noqa: BLE001 - rows that do not fit the texts, or a failing hook: fail, never hang
             logger.exception("could not deliver a batch of %d texts", size)
             self._fail_slices(batch.slices, EncodeFailed(f"internal batcher failure: {type(exc).__name__}"))
 
-    def _abandon(self, batch: _Batch) -> None:
+    def _abandon(self, batch: Batch) -> None:
         """Fail the waiters of a batch taken for a lane that could no longer run it."""
         self._fail_slices(batch.slices, EngineStopped("the encode lane has stopped"))
 
@@ -482,7 +355,7 @@ class MicroBatcher:
         self._batch_tasks.discard(task)
         self._task_ended(task)
 
-    async def _isolate(self, lane: int, wide: bool, slices: list[_Slice], started: float) -> None:
+    async def _isolate(self, lane: int, wide: bool, slices: list[Slice], started: float) -> None:
         """Re-run each request of a failed batch alone: only the culprits fail."""
         function, executor = self._calls[lane][wide]
         loop = asyncio.get_running_loop()
@@ -493,7 +366,7 @@ class MicroBatcher:
                 texts = list(piece.pending.texts[piece.start : piece.stop])
                 self._watch(lane, len(texts))
                 try:
-                    rows, counts = _rows_and_counts(await loop.run_in_executor(executor, function, texts))
+                    rows, counts = rows_and_counts(await loop.run_in_executor(executor, function, texts))
                 except Exception as exc:  # noqa: BLE001 - this request alone fails
                     self.counters.failed += 1
                     if not piece.pending.future.done():
@@ -506,7 +379,7 @@ class MicroBatcher:
                     self._call_ended(lane)
                 elapsed_ms = (self.clock() - started) * 1000
                 self._record(len(texts), 1, elapsed_ms)
-                self._deliver(piece, rows, elapsed_ms, len(texts), counts)
+                piece.pending.fill(piece.start, piece.stop, rows, elapsed_ms, len(texts), counts)
         finally:
             self._release(lane, wide)
 
@@ -521,56 +394,20 @@ class MicroBatcher:
         if self._on_batch is not None:
             self._on_batch(BatchStats(size, requests, inference_ms))
 
-    def _deliver(
-        self, piece: _Slice, rows: np.ndarray, inference_ms: float, batch_size: int, counts: np.ndarray | None
-    ) -> None:
-        pending = piece.pending
-        if pending.future.done():
-            return
-        if pending.rows is None:
-            if piece.start == 0 and piece.stop == len(pending.texts):
-                pending.rows = rows
-            else:
-                pending.rows = np.empty((len(pending.texts), rows.shape[1]), dtype=rows.dtype)
-        if pending.rows is not rows:
-            pending.rows[piece.start : piece.stop] = rows
-        if counts is not None:
-            if pending.counts is None:
-                pending.counts = np.zeros(len(pending.texts), dtype=np.int64)
-            pending.counts[piece.start : piece.stop] = counts
-        pending.finished += piece.stop - piece.start
-        pending.inference_ms += inference_ms
-        pending.batch_size = max(pending.batch_size, batch_size)
-        if pending.finished == len(pending.texts):
-            queue_ms = ((pending.started_at or pending.enqueued_at) - pending.enqueued_at) * 1000
-            pending.future.set_result(
-                Embedded(pending.rows, queue_ms, pending.inference_ms, pending.batch_size, pending.counts)
-            )
-
     # -- leaving the queue ----------------------------------------------------------------
 
-    def _drop(self, pending: _Pending) -> None:
-        with self._lock:
-            self._unqueue(pending)
+    def _drop(self, pending: Pending) -> None:
+        self._queue.drop(pending)
 
-    def _unqueue(self, pending: _Pending) -> None:
-        """Take what is left of `pending` off the queue's count; nobody takes it any more (hold `_lock`)."""
-        if not pending.dropped:
-            pending.dropped = True
-            self._queued_inputs -= pending.waiting
-            pending.taken = len(pending.texts)
-
-    def _expire(self, pending: _Pending) -> None:
-        with self._lock:
-            if pending.future.done() or pending.started_at is not None:
-                return
-            self._unqueue(pending)  # a lane's `_follow_on` no longer takes it
+    def _expire(self, pending: Pending) -> None:
+        if not self._queue.expire(pending):
+            return
         self.counters.expired += 1
         pending.future.set_exception(
             QueueTimeout(f"waited {self.config.queue_timeout_ms:.0f} ms without reaching the model")
         )
 
-    def _fail_slices(self, slices: list[_Slice], error: Exception) -> None:
+    def _fail_slices(self, slices: list[Slice], error: Exception) -> None:
         """Fail the requests of `slices`; what is left of a split one is not run either."""
         for piece in slices:
             self._drop(piece.pending)
@@ -581,28 +418,7 @@ class MicroBatcher:
         for piece in [piece for slices in self._inflight.values() for piece in slices]:
             if not piece.pending.future.done():
                 piece.pending.future.set_exception(error)
-        with self._lock:
-            queued = list(self._queue)
-            for pending in queued:
-                self._unqueue(pending)
-            self._queue.clear()
-            self._queued_inputs = 0
-        for pending in queued:
+        for pending in self._queue.clear():
             if not pending.future.done():
                 pending.future.set_exception(error)
         self._idle.set()
-
-
-def _rows_and_counts(result: object) -> tuple[np.ndarray, np.ndarray | None]:
-    """A model call's result: rows alone, or (rows, each text's token count or None)."""
-    if isinstance(result, tuple):
-        rows, counts = result
-        return rows, None if counts is None else np.asarray(counts, dtype=np.int64)
-    return result, None  # type: ignore[return-value]
-
-
-def _unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Put a batch's results, computed in `order` (by length), back in the order the texts came in."""
-    unsorted = np.empty_like(values)
-    unsorted[order] = values
-    return unsorted

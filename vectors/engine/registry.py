@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
 
-from .batcher import BatchStats, MicroBatcher
+from .batcher import MicroBatcher
+from .batches import BatchStats
 from .config import ModelConfig
 from .encoder import Encoder
 from .errors import EngineStopped, UnknownModel

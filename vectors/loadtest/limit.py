@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..engine.batcher import EncodeFn
+from ..engine.batches import EncodeFn
 from ..engine.config import BatcherConfig, ModelConfig
 
 DEFAULT_BATCH_SIZES = (16, 32, 64, 128)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..engine.batcher import EncodeFn
+from ..engine.batches import EncodeFn
 from ..engine.config import ModelConfig
 from ..engine.encoder import Encoder
 from ..engine.errors import ModelLoadError
