@@ -223,6 +223,17 @@ def test_a_combination_that_cannot_run_fails_to_load_with_the_reason(model_path)
         Encoder(ModelConfig("x", model_path, device="cpu", backend="torch", dtype="int8"))
 
 
+def test_a_load_error_from_a_runner_names_the_model_once(model_path, monkeypatch):
+    from vectors.engine import onednn, support
+
+    monkeypatch.setattr(onednn, "available", lambda: False)  # a torch build without oneDNN
+    with pytest.raises(ModelLoadError, match=r"^model 'mine': EMBED_TORCH_LINEAR=onednn: this torch build has no"):
+        Encoder(ModelConfig("mine", model_path, device="cpu", torch_linear="onednn", warmup=False))
+    monkeypatch.setattr(support, "missing_package", lambda backend: "onnxruntime")
+    with pytest.raises(ModelLoadError, match=r"^model 'mine': backend 'onnx' needs the package 'onnxruntime'$"):
+        Encoder(ModelConfig("mine", model_path, device="cpu", backend="onnx", warmup=False))
+
+
 def test_compare_measures_cosine_and_neighbour_agreement():
     rng = np.random.default_rng(0)
     rows = rng.normal(size=(50, 16))

@@ -112,6 +112,16 @@ class Encoder:
         return torch.get_num_threads()
 
     def _make_runner(self, config: ModelConfig, threads: int | None = None, streams: int = 1) -> Runner:
+        try:
+            return self._build_runner(config, threads, streams)
+        except ModelLoadError as exc:
+            # The runners do not know the model's name; every load error says which model it was.
+            named = f"model {config.name!r}: "
+            if str(exc).startswith(named):
+                raise
+            raise ModelLoadError(named + str(exc)) from exc
+
+    def _build_runner(self, config: ModelConfig, threads: int | None, streams: int) -> Runner:
         from . import backends
 
         if config.backend == "torch":
