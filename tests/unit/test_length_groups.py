@@ -1,4 +1,4 @@
-"""A batch runs as calls over groups of similar token length (vectors.engine.backends.length_groups)."""
+"""A batch runs as calls over groups of similar token length (vectors.engine.length_groups)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import cosines
-from vectors.engine.backends import grouped, length_groups
 from vectors.engine.config import ModelConfig
 from vectors.engine.encoder import Encoder
+from vectors.engine.length_groups import grouped, length_groups
 
 
 def cost(groups: list[np.ndarray], lengths: np.ndarray, call_cost: int) -> int:
