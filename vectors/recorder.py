@@ -58,6 +58,8 @@ def add_request(
 ) -> None:
     """Log one answered request (or WebSocket message); cheap, never blocks, never raises."""
     recorder = get_recorder()
+    if not recorder.config.enabled:
+        return  # EMBED_LOG_REQUESTS=0: not even the entry is built (the hot path's loop pays for it)
     recorder.add(
         LogEntry(
             request_id=request_id[:64],
