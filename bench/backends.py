@@ -189,19 +189,10 @@ def print_limits(rates: dict[str, list[float]], unit: str) -> None:
 
 
 def run_all(names: list[str], reps: int, batches: int, seconds: int, connections: int, data_dir: str) -> None:
-    from vectors.engine.onednn import CACHE_CAPACITY
     from vectors.quality.guard import run_guard
 
     cache_dir = str(Path(data_dir) / "models")
-    started_with = {name: os.environ.get(name) for name in CACHE_CAPACITY}
     encoders = load_encoders(names, cache_dir)  # exports once; the servers find the artifacts
-    # Each server gets the environment this process started with: oneDNN's cache limits, which loading
-    # torch fp32 on oneDNN set here, are its server's own business, not the other backends' servers'.
-    for name, value in started_with.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
     limit = OfflineLimit(batches, every_way=True)
     servers = {}
     try:

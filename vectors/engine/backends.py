@@ -82,8 +82,6 @@ class TorchRunner:
             from . import onednn
 
             library = onednn.resolve(linear) if jit and dtype == "fp32" else "torch"
-            if library == "onednn" or dtype == "bf16":  # both run on oneDNN
-                onednn.bound_caches()  # before its first call
             if jit:
                 self.traced = self._trace(library)
                 if self.traced is None and library == "onednn":

@@ -12,13 +12,18 @@ gains nothing from it (torch already runs bf16 Linear layers on oneDNN): only fp
 `auto` takes oneDNN on an x86 CPU with AVX-512 that is not Intel's, as /proc/cpuinfo tells (so on Linux),
 and torch's own choice everywhere else (on Intel MKL takes its best path; Arm builds of torch do not use
 MKL; an AVX2-only AMD CPU was not measured with the swap).
+
+oneDNN keeps the kernels of each shape it has run (its primitive cache and ideep's in front of it, 1024
+shapes each by default); the service leaves them at that. Held to 64 each (ONEDNN_PRIMITIVE_CACHE_CAPACITY,
+LRU_CACHE_CAPACITY) a served model's memory stayed lower, but served traffic, whose shapes recur, lost 8 %
+(Zen 5, uvicorn, wrk at 100 connections, 4 alternated pairs, medians: fp32 668 against 725 req/s, peak RSS
+798 against 1 084 MiB; bf16 961 against 1 040, 749 against 1 057 MiB; at 256 each fp32 680 against 725).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import platform
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,13 +34,6 @@ from . import support
 from .errors import ModelLoadError
 
 CHOICES = support.TORCH_LINEAR
-# Shapes whose kernels oneDNN keeps (its primitive cache, and ideep's cache in front of it, each 1024
-# by default): each batch's rows x width is a new shape. Measured on the Zen 5, 900 calls of 1-64 texts
-# of mixed lengths: RSS 1 298 MiB with the defaults, 636 with 64 each (torch's MKL: 676), in about the
-# same time (60.5 s; one of the two at 64: 58 s; no cache 80.6 s; MKL 99 s). torch bf16, which runs on
-# oneDNN too: 1 183-1 190 MiB with the defaults, 592-593 with 64 each, 36.9-37.7 s against 36.9-39.7 (two
-# alternated pairs). Set before oneDNN's first call reads them; a value already in the environment wins.
-CACHE_CAPACITY = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64", "LRU_CACHE_CAPACITY": "64"}
 X86 = ("x86_64", "amd64", "i386", "i686")
 
 
@@ -90,16 +88,6 @@ class OneDnnLinear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.call(x, self.weight, self.bias)
-
-
-def bound_caches() -> None:
-    """Keep oneDNN's kernel caches to CACHE_CAPACITY shapes, unless the environment already sets them.
-
-    Called before a torch model on oneDNN (fp32 with oneDNN's Linear, bf16) first runs. For the whole
-    process, and only if no oneDNN kernel ran before in it.
-    """
-    for name, value in CACHE_CAPACITY.items():
-        os.environ.setdefault(name, value)
 
 
 @contextlib.contextmanager
