@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from urllib.parse import ParseResult
 
+from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator
 from django.conf import settings
-from django.urls import path
+from django.urls import re_path
 
 from .consumers import EmbedConsumer
 
+
+class NoSuchStream(AsyncWebsocketConsumer):
+    """Refuse a handshake on a path that has no stream (the server answers 403), instead of a 500."""
+
+    async def connect(self) -> None:
+        await self.close()
+
+
 websocket_urlpatterns = [
-    path("ws/embed/", EmbedConsumer.as_asgi(), name="ws-embed"),
+    re_path(r"^ws/embed/?$", EmbedConsumer.as_asgi(), name="ws-embed"),  # with or without the slash
+    re_path(r"", NoSuchStream.as_asgi()),
 ]
 
 

@@ -372,3 +372,20 @@ async def test_the_frame_limit_counts_utf8_bytes_not_characters():
         reply = await answer(socket)
         assert reply["id"] == 2 and len(reply["embeddings"][0]) == 384
         await socket.disconnect()
+
+
+@pytest.mark.parametrize("path", ["/ws/embed", "/ws/embed/"])
+async def test_the_stream_answers_with_or_without_the_trailing_slash(path, reference):
+    socket = WebsocketCommunicator(application, path)
+    ok, _ = await socket.connect(timeout=WAIT_S)
+    assert ok
+    await assert_still_serves(socket, reference)
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/ws/nope/", "/"])
+async def test_a_handshake_on_a_path_without_a_stream_is_refused_not_failed(path, caplog):
+    socket = WebsocketCommunicator(application, path)
+    ok, code = await socket.connect(timeout=WAIT_S)
+    assert not ok and code == 1000  # closed before accept: the server answers the handshake 403
+    assert "No route found" not in caplog.text and "Traceback" not in caplog.text
