@@ -37,6 +37,8 @@ BAD_OPENAI = [
     (b'{"input": "x", "model": "no-such-model"}', 404, "model_not_found", "model"),
     (b'{"input": "nul \\u0000 inside"}', 400, "invalid_request", "input"),
     (b'{"input": "lone \\ud800 surrogate"}', 400, "invalid_request", "input"),
+    (b'{"input": "\\u200b"}', 400, "invalid_request", "input"),  # zero-width space: no text for the model
+    (b'{"input": ["ok", "\\ufeff\\u00ad \\u0001"]}', 400, "invalid_request", "input"),
     (b"[1, 2]", 400, "invalid_request", None),
     (b"", 400, "invalid_request", "input"),
 ]
@@ -61,6 +63,26 @@ async def test_too_many_inputs_is_refused_with_the_limit_named(client):
     response = await post_raw(client, "/v1/embeddings", orjson.dumps({"input": ["x"] * 2049}))
     assert response.status_code == 400
     assert "2048" in response.json()["error"]["message"]
+
+
+async def test_a_flat_token_array_is_one_input_and_its_length_limit_is_named(client):
+    ids = [1000] * 2049  # 2049 ids of one input, not 2049 inputs
+    answer = await post_raw(client, "/v1/embeddings", orjson.dumps({"input": ids}))
+    assert answer.status_code == 200 and len(answer.json()["data"]) == 1
+    limit = conf.limits().max_input_chars
+    answer = await post_raw(client, "/v1/embeddings", orjson.dumps({"input": [[1000] * (limit + 1)]}))
+    assert answer.status_code == 400 and f"the limit is {limit}" in answer.json()["error"]["message"]
+
+
+async def test_similarity_counts_the_source_sentence_against_the_input_limit_and_says_so(client):
+    limit = conf.limits().max_inputs_per_request
+    body = {"inputs": {"source_sentence": "a", "sentences": ["b"] * limit}}
+    error = (await post_raw(client, "/similarity", orjson.dumps(body))).json()["error"]
+    assert error["param"] == "inputs.sentences"
+    assert f"has {limit} sentences; with the source sentence that is {limit + 1} inputs" in error["message"]
+    body = {"inputs": {"source_sentence": "a" * (conf.limits().max_input_chars + 1), "sentences": ["b"]}}
+    error = (await post_raw(client, "/similarity", orjson.dumps(body))).json()["error"]
+    assert error["param"] == "inputs.source_sentence" and "the source sentence has" in error["message"]
 
 
 async def test_wrong_types_in_tei_requests_name_the_field(client):

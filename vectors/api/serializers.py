@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import conf
+
+INVISIBLE = frozenset({"Cc", "Cf"})  # control and format characters (zero-width space, BOM, soft hyphen)
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,9 @@ class Inputs:
 def _check_text(value: str, where: str, max_chars: int) -> str:
     if not value.strip():
         raise serializers.ValidationError(f"{where} is empty; every input must contain text")
+    if not value.isprintable() and all(c.isspace() or unicodedata.category(c) in INVISIBLE for c in value):
+        # Tokenizers drop these: the model would see no text and answer one same vector for them all.
+        raise serializers.ValidationError(f"{where} holds only control or format characters; it must contain text")
     if len(value) > max_chars:
         raise serializers.ValidationError(f"{where} has {len(value)} characters; the limit is {max_chars}")
     if "\x00" in value:
@@ -71,14 +77,14 @@ class InputsField(serializers.Field):
             raise serializers.ValidationError(self._expected())
         if not data:
             raise serializers.ValidationError("is an empty list; send at least one input")
+        if self.allow_tokens and all(_is_int(item) for item in data):  # one input: its ids are not inputs
+            return Inputs(token_arrays=[self._tokens(data, "the token array")])
         if len(data) > limits.max_inputs_per_request:
             raise serializers.ValidationError(
                 f"has {len(data)} inputs; the limit is {limits.max_inputs_per_request} per request"
             )
         if all(isinstance(item, str) for item in data):
             return Inputs(texts=[_check_text(t, f"input[{i}]", limits.max_input_chars) for i, t in enumerate(data)])
-        if self.allow_tokens and all(_is_int(item) for item in data):
-            return Inputs(token_arrays=[self._tokens(data, "the token array")])
         if self.allow_tokens and all(isinstance(item, list) for item in data):
             return Inputs(token_arrays=[self._tokens(item, f"input[{i}]") for i, item in enumerate(data)])
         raise serializers.ValidationError(self._expected() + "; lists may not mix types")
@@ -93,8 +99,9 @@ class InputsField(serializers.Field):
             raise serializers.ValidationError(f"{where} is empty")
         if not all(_is_int(i) and i >= 0 for i in items):
             raise serializers.ValidationError(f"{where} must hold non-negative integer token ids")
-        if len(items) > conf.limits().max_input_chars:
-            raise serializers.ValidationError(f"{where} has {len(items)} tokens; too long")
+        limit = conf.limits().max_input_chars
+        if len(items) > limit:
+            raise serializers.ValidationError(f"{where} has {len(items)} token ids; the limit is {limit}")
         return list(items)
 
     def to_representation(self, value: object) -> object:
@@ -180,11 +187,24 @@ class SimilarityRequestSerializer(serializers.Serializer):
     truncate = StrictBooleanField(default=True)
 
     def validate(self, attrs: dict) -> dict:
-        source = attrs["inputs"]["source_sentence"]
-        _check_text(source, "inputs.source_sentence", conf.limits().max_input_chars)
+        limits = conf.limits()
+        try:
+            _check_text(attrs["inputs"]["source_sentence"], "the source sentence", limits.max_input_chars)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"inputs": {"source_sentence": exc.detail}}) from None
         sentences: Inputs = attrs["inputs"]["sentences"]
-        if sentences.texts is None or len(sentences.texts) + 1 > conf.limits().max_inputs_per_request:
-            raise serializers.ValidationError({"inputs": {"sentences": ["too many sentences"]}})
+        count = len(sentences.texts or ())
+        if count + 1 > limits.max_inputs_per_request:  # the source sentence is encoded too
+            raise serializers.ValidationError(
+                {
+                    "inputs": {
+                        "sentences": [
+                            f"has {count} sentences; with the source sentence that is {count + 1} inputs, "
+                            f"the limit is {limits.max_inputs_per_request} per request"
+                        ]
+                    }
+                }
+            )
         return attrs
 
 
