@@ -12,7 +12,15 @@ from typing import IO
 
 from . import conf, eventloop
 from .api.errors import PayloadTooLarge
-from .serving import LINGER_S, InFlight, ServeOptions, begin_drain, warn_overdue
+from .serving import (
+    LINGER_S,
+    REQUEST_HEAD_MAX_BYTES,
+    InFlight,
+    ServeOptions,
+    begin_drain,
+    warn_overdue,
+    websocket_max_bytes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +203,14 @@ def path_of(channel: object) -> str:
     return raw.split(b"?", 1)[0].decode("latin-1")
 
 
+def read_long_request_heads(limit_bytes: int) -> None:
+    """Let Twisted read a request line, and a request's line plus headers, of up to `limit_bytes`."""
+    from twisted.web import http
+
+    http.HTTPChannel.MAX_LENGTH = limit_bytes  # one line (Twisted: 16 KiB)
+    http.HTTPChannel.totalHeadersSize = limit_bytes  # the request line and all the headers (16 KiB)
+
+
 def skip_twisted_access_log() -> None:
     """Stop Twisted formatting an access-log line per request that nothing shows.
 
@@ -231,6 +247,7 @@ def run_daphne(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
             out.flush()
 
     track_channels()
+    read_long_request_heads(REQUEST_HEAD_MAX_BYTES)
     skip_twisted_access_log()
     limit_bodies_when_daphne_runs()  # done already where embedservice.asgi is the application; once is enough
     server = Runner(
@@ -239,6 +256,8 @@ def run_daphne(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
         signal_handlers=False,
         action_logger=access,
         application_close_timeout=opts.drain_timeout_s,
+        websocket_max_message_size=websocket_max_bytes(),
+        websocket_max_frame_size=websocket_max_bytes(),
     )
 
     def drain_then_stop() -> None:

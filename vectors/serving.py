@@ -42,6 +42,22 @@ QUIET_BEFORE_EXIT_S = 0.3
 LINGER_S = 2.0
 
 
+def websocket_max_bytes() -> int:
+    """The largest WebSocket message either server reads: twice the body limit.
+
+    The consumer answers a frame over the body limit with a 413 error frame and keeps the socket; past
+    this the server itself closes it (1009). daphne's own limit was 1 MiB: it dropped the connection,
+    with no close frame, on a frame that uvicorn (16 MiB) answered.
+    """
+    return 2 * conf.limits().max_body_bytes
+
+
+# Request line plus headers that daphne reads, as uvicorn does (httptools refuses a request line past
+# 64 KiB): Twisted's own 16 KiB closed the connection unanswered on a GET /get_vector of a 4 000-word text,
+# which uvicorn embedded. Longer texts go in a POST.
+REQUEST_HEAD_MAX_BYTES = 64 * 1024
+
+
 class InFlight:
     """ASGI wrapper counting HTTP requests being answered.
 

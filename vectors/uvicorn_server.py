@@ -7,7 +7,15 @@ import time
 from typing import IO
 
 from . import eventloop
-from .serving import LINGER_S, QUIET_BEFORE_EXIT_S, InFlight, ServeOptions, begin_drain, warn_overdue
+from .serving import (
+    LINGER_S,
+    QUIET_BEFORE_EXIT_S,
+    InFlight,
+    ServeOptions,
+    begin_drain,
+    warn_overdue,
+    websocket_max_bytes,
+)
 
 
 def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
@@ -29,6 +37,7 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
         loop=opts.event_loop,
         http=_tolerant_httptools_protocol(),
         ws="websockets-sansio",
+        ws_max_size=websocket_max_bytes(),
         lifespan="off",  # the models are warm already; channels' router has no lifespan handler
         access_log=opts.access_log,
         log_level="info" if opts.access_log else "warning",

@@ -67,6 +67,14 @@ def test_server_answers_json_errors_not_html(embed_server):
     assert bad.json()["error"]["code"] == "invalid_json"
 
 
+def test_a_get_vector_of_a_long_text_is_answered(embed_server, reference):
+    # ~27 KB of request line: past Twisted's own 16 KiB, within the 64 KiB both servers now read.
+    text = " ".join(f"word{i % 97}" for i in range(4000))  # 27 000 characters (the limit: 32 768)
+    answer = httpx.get(f"{embed_server.url}/get_vector", params={"sentence": text}, timeout=60)
+    assert answer.status_code == 200, answer.text[:200]
+    assert cosines(np.array([answer.json()["vector"]]), reference.encode([text])).min() >= 0.9999
+
+
 def test_admin_static_files_are_served_without_collectstatic(embed_server):
     response = httpx.get(f"{embed_server.url}/static/admin/css/base.css", timeout=10)
     assert response.status_code == 200

@@ -91,3 +91,40 @@ async def test_live_handshake_from_a_foreign_origin_is_refused(embed_server):
         async with connect(ws_url(embed_server.url), origin="https://evil.example", open_timeout=60):
             pass
     assert refused.value.response.status_code == 403
+
+
+async def test_a_frame_over_a_mib_is_answered_and_one_over_the_body_limit_gets_413_on_an_open_socket(
+    embed_server, reference
+):
+    from vectors import conf
+
+    limit = conf.limits().max_body_bytes
+    async with connect(ws_url(embed_server.url), max_size=2**22, open_timeout=60) as socket:
+        # Fields the protocol does not know are ignored; they only make the frame big (daphne's own limit
+        # of 1 MiB dropped the connection here).
+        await socket.send(orjson.dumps({"id": "big", "input": "a large frame", "pad": "x" * (3 << 19)}).decode())
+        reply = orjson.loads(await asyncio.wait_for(socket.recv(), 60))
+        assert reply["id"] == "big" and "error" not in reply, reply
+        assert cosines(np.array(reply["embeddings"]), reference.encode(["a large frame"])).min() >= 0.9999
+        await socket.send(orjson.dumps({"id": "huge", "input": "x", "pad": "x" * (limit + 1)}).decode())
+        reply = orjson.loads(await asyncio.wait_for(socket.recv(), 60))
+        assert reply["status"] == 413 and reply["error"]["code"] == "payload_too_large", reply
+        await socket.send(orjson.dumps({"id": "after", "input": "still open"}).decode())
+        reply = orjson.loads(await asyncio.wait_for(socket.recv(), 60))
+        assert reply["id"] == "after" and "error" not in reply
+
+
+@pytest.mark.parametrize("path", ["/ws/embed", "/ws/nope/", "/v1/embeddings"])
+async def test_live_handshake_paths(embed_server, path):
+    from websockets.exceptions import InvalidStatus
+
+    url = embed_server.url.replace("http://", "ws://", 1) + path
+    if path == "/ws/embed":
+        async with connect(url, open_timeout=60) as socket:
+            await socket.send(orjson.dumps({"id": 1, "input": "no trailing slash"}).decode())
+            assert "error" not in orjson.loads(await asyncio.wait_for(socket.recv(), 60))
+        return
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(url, open_timeout=60):
+            pass
+    assert refused.value.response.status_code == 403
