@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import DisallowedHost, PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -250,4 +250,9 @@ def handler500(request: object) -> JsonResponse:
 def handler400(request: object, exception: Exception | None = None) -> JsonResponse:
     if isinstance(exception, RequestDataTooBig):
         return json_error(as_api_error(exception))  # type: ignore[arg-type]
-    return json_error(InvalidRequest("bad request"))
+    if isinstance(exception, DisallowedHost):
+        from .hosts import disallowed_host
+
+        meta = getattr(request, "META", {})
+        return json_error(disallowed_host(meta.get("HTTP_HOST") or meta.get("SERVER_NAME", "")))
+    return json_error(InvalidRequest(f"bad request: {exception}" if exception else "bad request"))

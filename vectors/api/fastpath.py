@@ -18,6 +18,7 @@ from .. import auth, conf, lifecycle
 from ..engine.errors import EngineStopped
 from . import accounting, core, endpoints
 from .errors import InternalError, PayloadTooLarge, as_api_error, error_headers
+from .hosts import check_host
 from .negotiation import joined_header, negotiate
 from .parsers import check_media_type, parse_json
 
@@ -138,6 +139,7 @@ class FastEmbeddingApp:
         caller = client_host(scope)
         watcher: asyncio.Task | None = None
         try:
+            check_host(header(scope, b"host"), scope.get("server"))  # as Django's CommonMiddleware does first
             query = parse_query(scope["query_string"]) if scope.get("query_string") else {}
             negotiate(joined_header(scope, b"accept"), query)  # where DRF does: before the key and the body
             caller = await auth.authorize(header(scope, b"authorization")) or caller
