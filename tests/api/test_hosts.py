@@ -34,7 +34,8 @@ async def test_a_host_outside_allowed_hosts_gets_a_400_naming_it(method, path, b
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
     assert error["code"] == "invalid_host"
-    assert "'evil.example:8000'" in error["message"] and "DJANGO_ALLOWED_HOSTS" in error["message"]
+    assert "'evil.example:8000'" in error["message"]
+    assert "add 'evil.example' to DJANGO_ALLOWED_HOSTS" in error["message"]  # the domain: the port never matches
 
 
 async def test_an_allowed_host_with_a_port_is_answered():
@@ -50,6 +51,27 @@ async def test_the_drf_views_answer_the_same():
         "/v1/embeddings", b'{"input": "x"}', content_type="application/json", headers={"host": "evil.example"}
     )
     assert answer.status_code == 400 and orjson.loads(answer.content)["error"]["code"] == "invalid_host"
+
+
+async def test_two_host_headers_are_refused_as_django_refuses_them():
+    from embedservice.asgi import application
+
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        request = client.build_request("POST", "/v1/embeddings", content=b'{"input": "x"}')
+        request.headers = httpx.Headers(
+            [("host", "localhost"), ("host", "evil.example"), ("content-type", "application/json")]
+        )
+        answer = await client.send(request)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_host"
+
+
+def test_the_console_log_handler_uses_the_filter():
+    from django.conf import settings
+
+    assert "security_without_traceback" in settings.LOGGING["handlers"]["console"]["filters"]
+    named = settings.LOGGING["filters"]["security_without_traceback"]["()"]
+    assert named == "vectors.logfilters.SecurityWithoutTraceback"
 
 
 def test_a_security_refusal_is_logged_as_one_line_without_its_traceback():

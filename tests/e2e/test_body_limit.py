@@ -58,7 +58,7 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_sent(sma
     server, _ = small_limit_server
     with connect(server) as conn:
         conn.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Content-Length: 100000000\r\nX-Request-ID: declared-{len(path)}\r\n\r\n".encode()
         )
         head, body = read_answer(conn)  # not one byte of the body was sent
@@ -107,7 +107,7 @@ def test_daphne_started_without_serve_refuses_a_declared_length_over_the_limit_b
         with connect(server) as conn:
             conn.settimeout(3)  # daphne alone waits for all 100 MB before the app answers: no answer, a timeout
             conn.sendall(
-                b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 100000000\r\nX-Request-ID: not-served\r\n\r\n"
             )
             head, body = read_answer(conn)  # not one byte of the body was sent
@@ -127,7 +127,7 @@ def test_a_chunked_body_is_refused_while_it_arrives_and_its_connection_closed(sm
     chunk = b"%x\r\n" % 8192 + b"x" * 8192 + b"\r\n"
     with connect(server) as conn:
         conn.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             "Transfer-Encoding: chunked\r\n\r\n".encode()
         )
         # A body without end: only an answer given while it arrives ends this loop.
@@ -155,7 +155,7 @@ def test_a_chunked_body_is_refused_while_it_arrives_and_its_connection_closed(sm
 def test_a_client_still_writing_after_the_413_is_not_reset(small_limit_server):
     server, _ = small_limit_server
     with connect(server) as conn:
-        conn.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+        conn.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n")
         conn.sendall(b"Content-Length: 100000000\r\n\r\n")
         head, _ = read_answer(conn)
         assert head.startswith(b"HTTP/1.1 413 "), head
@@ -172,13 +172,13 @@ def test_the_server_goes_on_serving_and_logs_the_refusals_of_embedding_routes(sm
     server, tmp = small_limit_server
     with connect(server) as conn:
         conn.sendall(
-            b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /embed HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 200000\r\nX-Request-ID: logged-refusal\r\n\r\n"
         )
         head, _ = read_answer(conn)
     assert head.startswith(b"HTTP/1.1 413 "), head
     with connect(server) as conn:
-        conn.sendall(b"GET /get_vector?sentence=still+here HTTP/1.1\r\nHost: x\r\n\r\n")
+        conn.sendall(b"GET /get_vector?sentence=still+here HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         head, body = read_answer(conn)
     assert head.startswith(b"HTTP/1.1 200 ") and len(body["vector"]) == 384
     stop_server(server)  # the log is flushed before the process exits

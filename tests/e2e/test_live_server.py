@@ -124,7 +124,7 @@ def test_an_h2c_offer_split_across_two_tcp_segments_keeps_its_body(embed_server,
     """Over a real network the header block can arrive in pieces, the split inside `Upgrade: h2c`."""
     body = json.dumps({"input": "a split upgrade offer"}).encode()
     head = (
-        "POST /v1/embeddings HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        "POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings\r\n"
         "Upgrade: h2c\r\nHTTP2-Settings: AAEAAEAAAAIAAAAAAAMAAAAAAAQBAAAAAAUAAEAA\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()

@@ -254,5 +254,5 @@ def handler400(request: object, exception: Exception | None = None) -> JsonRespo
         from .hosts import disallowed_host
 
         meta = getattr(request, "META", {})
-        return json_error(disallowed_host(meta.get("HTTP_HOST") or meta.get("SERVER_NAME", "")))
-    return json_error(InvalidRequest(f"bad request: {exception}" if exception else "bad request"))
+        return json_error(disallowed_host(meta["HTTP_HOST"] if "HTTP_HOST" in meta else meta.get("SERVER_NAME", "")))
+    return json_error(InvalidRequest("bad request"))

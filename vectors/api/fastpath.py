@@ -139,7 +139,7 @@ class FastEmbeddingApp:
         caller = client_host(scope)
         watcher: asyncio.Task | None = None
         try:
-            check_host(header(scope, b"host"), scope.get("server"))  # as Django's CommonMiddleware does first
+            check_host(joined_header(scope, b"host"), scope.get("server"))  # as Django's CommonMiddleware does first
             query = parse_query(scope["query_string"]) if scope.get("query_string") else {}
             negotiate(joined_header(scope, b"accept"), query)  # where DRF does: before the key and the body
             caller = await auth.authorize(header(scope, b"authorization")) or caller
