@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 
 import numpy as np
 import orjson
@@ -136,7 +137,8 @@ async def test_openapi_schema_and_swagger_ui_are_served_locally(client):
     docs = await client.get("/api/docs/")
     assert docs.status_code == 200
     html = docs.content.decode()
-    assert "swagger-ui" in html and "cdn" not in html.lower()
+    # Nothing loaded from elsewhere (a random nonce in the page may spell "cdn": look for addresses).
+    assert "swagger-ui" in html and not re.search(r"(src|href)=[\"'](https?:)?//", html)
 
 
 async def test_usage_counts_what_the_model_saw_without_tokenising_on_the_event_loop(client, reference, monkeypatch):
