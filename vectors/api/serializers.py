@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -9,8 +11,6 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import conf
-
-INVISIBLE = frozenset({"Cc", "Cf"})  # control and format characters (zero-width space, BOM, soft hyphen)
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,11 @@ class Inputs:
 def _check_text(value: str, where: str, max_chars: int) -> str:
     if not value.strip():
         raise serializers.ValidationError(f"{where} is empty; every input must contain text")
-    if not value.isprintable() and all(c.isspace() or unicodedata.category(c) in INVISIBLE for c in value):
-        # Tokenizers drop these: the model would see no text and answer one same vector for them all.
-        raise serializers.ValidationError(f"{where} holds only control or format characters; it must contain text")
     if len(value) > max_chars:
         raise serializers.ValidationError(f"{where} has {len(value)} characters; the limit is {max_chars}")
+    if not value.isprintable() and invisible_only().fullmatch(value):
+        # Tokenizers drop these: the model would see no text and answer one same vector for them all.
+        raise serializers.ValidationError(f"{where} holds only control or format characters; it must contain text")
     if "\x00" in value:
         raise serializers.ValidationError(f"{where} contains a NUL character")
     try:
@@ -39,6 +39,19 @@ def _check_text(value: str, where: str, max_chars: int) -> str:
     except UnicodeEncodeError:
         raise serializers.ValidationError(f"{where} contains an unpaired surrogate") from None
     return value
+
+
+@functools.cache
+def invisible_only() -> re.Pattern[str]:
+    """A text of nothing but whitespace, control and format characters (zero-width space, BOM, soft hyphen).
+
+    Built once, at the first text that is not all printable, from the Unicode database: the planes
+    that hold such characters (0, 1 and 14). A regex scans at C speed, so a long hostile text costs the
+    event loop about what parsing its JSON did.
+    """
+    points = [*range(0x10000), *range(0x10000, 0x20000), *range(0xE0000, 0xE1000)]
+    chars = "".join(chr(p) for p in points if unicodedata.category(chr(p)) in ("Cc", "Cf") or chr(p).isspace())
+    return re.compile(f"[{re.escape(chars)}]*")
 
 
 def _is_int(value: object) -> bool:
@@ -77,7 +90,7 @@ class InputsField(serializers.Field):
             raise serializers.ValidationError(self._expected())
         if not data:
             raise serializers.ValidationError("is an empty list; send at least one input")
-        if self.allow_tokens and all(_is_int(item) for item in data):  # one input: its ids are not inputs
+        if self.allow_tokens and _is_int(data[0]):  # one input of token ids (its ids are not inputs)
             return Inputs(token_arrays=[self._tokens(data, "the token array")])
         if len(data) > limits.max_inputs_per_request:
             raise serializers.ValidationError(
@@ -97,11 +110,11 @@ class InputsField(serializers.Field):
     def _tokens(self, items: list, where: str) -> list[int]:
         if not items:
             raise serializers.ValidationError(f"{where} is empty")
+        limit = conf.limits().max_input_chars
+        if len(items) > limit:  # before looking at each id
+            raise serializers.ValidationError(f"{where} has {len(items)} token ids; the limit is {limit}")
         if not all(_is_int(i) and i >= 0 for i in items):
             raise serializers.ValidationError(f"{where} must hold non-negative integer token ids")
-        limit = conf.limits().max_input_chars
-        if len(items) > limit:
-            raise serializers.ValidationError(f"{where} has {len(items)} token ids; the limit is {limit}")
         return list(items)
 
     def to_representation(self, value: object) -> object:
