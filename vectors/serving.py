@@ -43,13 +43,14 @@ LINGER_S = 2.0
 
 
 def websocket_max_bytes() -> int:
-    """The largest WebSocket message either server reads: twice the body limit.
+    """The largest WebSocket message either server reads: the body limit and 64 KiB more.
 
-    The consumer answers a frame over the body limit with a 413 error frame and keeps the socket; past
-    this the server itself closes it (1009). daphne's own limit was 1 MiB: it dropped the connection,
-    with no close frame, on a frame that uvicorn (16 MiB) answered.
+    The consumer answers a frame a little over the body limit with a 413 error frame and keeps the socket;
+    past this the server itself closes it (1009), before it has buffered more than an HTTP body may be.
+    daphne's own limit was 1 MiB: it dropped the connection, with no close frame, on a frame uvicorn
+    (16 MiB) answered.
     """
-    return 2 * conf.limits().max_body_bytes
+    return conf.limits().max_body_bytes + 64 * 1024
 
 
 # Request line plus headers that daphne reads, as uvicorn does (httptools refuses a request line past
