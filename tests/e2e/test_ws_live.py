@@ -115,7 +115,7 @@ async def test_a_frame_over_a_mib_is_answered_and_one_over_the_body_limit_gets_4
 
 
 @pytest.mark.parametrize("path", ["/ws/embed", "/ws/nope/", "/v1/embeddings"])
-async def test_live_handshake_paths(embed_server, path):
+async def test_the_stream_is_served_without_its_slash_and_other_paths_are_refused(embed_server, path):
     from websockets.exceptions import InvalidStatus
 
     url = embed_server.url.replace("http://", "ws://", 1) + path

@@ -156,7 +156,7 @@ def test_a_trace_with_nothing_swapped_is_not_said_to_run_on_onednn(model_path, m
     assert "_linear_pointwise" not in str(runner.traced.graph)
 
 
-@pytest.mark.parametrize(("dtype", "linear"), [("fp32", "onednn"), ("bf16", "torch")])
+@pytest.mark.parametrize(("dtype", "linear"), [pytest.param("fp32", "onednn", marks=needs_onednn), ("bf16", "torch")])
 def test_the_models_on_onednn_leave_its_kernel_caches_at_their_defaults(model_path, monkeypatch, dtype, linear):
     from sentence_transformers import SentenceTransformer
 

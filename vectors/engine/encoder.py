@@ -117,9 +117,9 @@ class Encoder:
         except ModelLoadError as exc:
             # The runners do not know the model's name; every load error says which model it was.
             named = f"model {config.name!r}: "
-            if str(exc).startswith(named):
-                raise
-            raise ModelLoadError(named + str(exc)) from exc
+            if not str(exc).startswith(named):
+                exc.args = (named + str(exc), *exc.args[1:])  # the same error, subclass and all
+            raise
 
     def _build_runner(self, config: ModelConfig, threads: int | None, streams: int) -> Runner:
         from . import backends

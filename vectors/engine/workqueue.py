@@ -20,7 +20,12 @@ class WorkQueue:
         self.max_batch_tokens = max_batch_tokens
         self._queue: deque[Pending] = deque()
         self._lock = threading.Lock()
-        self.queued_inputs = 0
+        self._queued_inputs = 0
+
+    @property
+    def queued_inputs(self) -> int:
+        """Texts that no batch has taken yet."""
+        return self._queued_inputs
 
     def __bool__(self) -> bool:
         return bool(self._queue)
@@ -29,7 +34,7 @@ class WorkQueue:
         """Queue a request behind the others."""
         with self._lock:
             self._queue.append(pending)
-            self.queued_inputs += len(pending.texts)
+            self._queued_inputs += len(pending.texts)
 
     def take(self, cap: int, now: float) -> tuple[list[Slice], list[str], list[int]]:
         """Take the next batch: texts in arrival order, at most `cap` of them and `max_batch_tokens` padded."""
@@ -60,7 +65,7 @@ class WorkQueue:
                 if pending.started_at is None:
                     pending.started_at = now
                 pending.taken = stop
-                self.queued_inputs -= stop - start
+                self._queued_inputs -= stop - start
                 slices.append(Slice(pending, start, stop))
                 if pending.waiting == 0:
                     self._queue.popleft()
@@ -88,12 +93,12 @@ class WorkQueue:
             for pending in queued:
                 self._unqueue(pending)
             self._queue.clear()
-            self.queued_inputs = 0
+            self._queued_inputs = 0
         return queued
 
     def _unqueue(self, pending: Pending) -> None:
         # (hold `_lock`)
         if not pending.dropped:
             pending.dropped = True
-            self.queued_inputs -= pending.waiting
+            self._queued_inputs -= pending.waiting
             pending.taken = len(pending.texts)
