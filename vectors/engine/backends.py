@@ -78,14 +78,13 @@ class TorchRunner:
         # Which library runs the trace's Linear layers ("torch" or "onednn"); None: not traced.
         self.linear: str | None = None
         self.traced = None
-        if self.device_type == "cpu":
+        if jit and self.device_type == "cpu":
             from . import onednn
 
-            library = onednn.resolve(linear) if jit and dtype == "fp32" else "torch"
-            if jit:
-                self.traced = self._trace(library)
-                if self.traced is None and library == "onednn":
-                    self.traced = self._trace("torch")
+            library = onednn.resolve(linear) if dtype == "fp32" else "torch"
+            self.traced = self._trace(library)
+            if self.traced is None and library == "onednn":
+                self.traced = self._trace("torch")
 
     def _trace(self, linear: str) -> object | None:
         import warnings
