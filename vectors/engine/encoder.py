@@ -115,10 +115,8 @@ class Encoder:
         try:
             return self._build_runner(config, threads, streams)
         except ModelLoadError as exc:
-            # The runners do not know the model's name; every load error says which model it was.
-            named = f"model {config.name!r}: "
-            if not str(exc).startswith(named):
-                exc.args = (named + str(exc), *exc.args[1:])  # the same error, subclass and all
+            # The runners and the export do not know the model's name; every load error says which model.
+            exc.args = (f"model {config.name!r}: {exc}", *exc.args[1:])  # the same error, subclass and all
             raise
 
     def _build_runner(self, config: ModelConfig, threads: int | None, streams: int) -> Runner:
@@ -131,7 +129,7 @@ class Encoder:
         threads = threads or self._threads()
         package = support.missing_package(config.backend)
         if package:
-            raise ModelLoadError(f"model {config.name!r}: backend {config.backend!r} needs the package {package!r}")
+            raise ModelLoadError(f"backend {config.backend!r} needs the package {package!r}")
         from .artifacts import compile_cache_dir, discard
         from .export import ensure_artifact
 
@@ -157,9 +155,7 @@ class Encoder:
         try:
             return load()
         except ArtifactUnreadable as exc:
-            raise ModelLoadError(
-                f"model {config.name!r}: the {variant} export does not load after a new export: {exc}"
-            ) from exc
+            raise ModelLoadError(f"the {variant} export does not load after a new export: {exc}") from exc
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Return each text's token count with special tokens, before any truncation."""
