@@ -112,7 +112,7 @@ class MicroBatcher:
         try:
             return await pending.future
         except asyncio.CancelledError:
-            self._drop(pending)
+            self._queue.drop(pending)
             self.counters.cancelled += 1
             raise
         finally:
@@ -373,7 +373,7 @@ class MicroBatcher:
                         piece.pending.future.set_exception(
                             EncodeFailed(f"the model failed on this input: {type(exc).__name__}")
                         )
-                    self._drop(piece.pending)  # the rest of a split request is not run either
+                    self._queue.drop(piece.pending)  # the rest of a split request is not run either
                     continue
                 finally:
                     self._call_ended(lane)
@@ -396,9 +396,6 @@ class MicroBatcher:
 
     # -- leaving the queue ----------------------------------------------------------------
 
-    def _drop(self, pending: Pending) -> None:
-        self._queue.drop(pending)
-
     def _expire(self, pending: Pending) -> None:
         if not self._queue.expire(pending):
             return
@@ -410,7 +407,7 @@ class MicroBatcher:
     def _fail_slices(self, slices: list[Slice], error: Exception) -> None:
         """Fail the requests of `slices`; what is left of a split one is not run either."""
         for piece in slices:
-            self._drop(piece.pending)
+            self._queue.drop(piece.pending)
             if not piece.pending.future.done():
                 piece.pending.future.set_exception(error)
 
