@@ -157,25 +157,20 @@ def limit_bodies_when_daphne_runs() -> None:
 
 def refuse(request: object, error: PayloadTooLarge) -> None:
     """Write the 413 JSON answer on the connection, stop answering on it, and close it after LINGER_S."""
-    import orjson
     from twisted.internet import reactor
 
     from .api import accounting
+    from .api.errors import raw_http_answer
     from .api.fastpath import log_refusal
 
     request.refused = True  # type: ignore[attr-defined]
     channel = request.channel  # type: ignore[attr-defined]
-    body = orjson.dumps(error.envelope())
     sent_id = (request.getHeader(b"x-request-id") or b"").decode("latin-1")  # type: ignore[attr-defined]
     # Echoed into a raw header: only what daphne itself would accept there, else an id of our own.
     printable = sent_id.isascii() and sent_id.isprintable() and len(sent_id) <= 200
     request_id = sent_id if sent_id and printable else accounting.new_request_id()
-    head = (
-        f"HTTP/1.1 413 Payload Too Large\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-        f"x-content-type-options: nosniff\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n"
-    )
     transport = channel.transport
-    transport.write(head.encode("latin-1") + body)
+    transport.write(raw_http_answer(error, request_id))
     # The answer is whole: no more requests on this connection, and what the client still sends is dropped.
     channel.persistent = False
     # Twisted would go on parsing it (chunk framing, a form body) and could answer a malformed rest
@@ -209,6 +204,79 @@ def read_long_request_heads(limit_bytes: int) -> None:
 
     http.HTTPChannel.MAX_LENGTH = limit_bytes  # one line (Twisted: 16 KiB)
     http.HTTPChannel.totalHeadersSize = limit_bytes  # the request line and all the headers (16 KiB)
+
+
+def answer_malformed_requests_in_json() -> None:
+    """Answer what Twisted's parser refuses with the API's JSON 400, where Twisted wrote an empty one."""
+    from twisted.web import http
+
+    from .api.accounting import new_request_id
+    from .api.errors import MalformedHttp, raw_http_answer
+
+    error = MalformedHttp(
+        "the request is not valid HTTP/1.1: its request line, a header, the headers' size "
+        f"(at most {REQUEST_HEAD_MAX_BYTES} bytes), the body's chunked framing or its multipart form cannot be read"
+    )
+
+    def respond_and_disconnect(channel: object) -> None:
+        channel.transport.write(raw_http_answer(error, new_request_id()))  # type: ignore[attr-defined]
+        channel.loseConnection()  # type: ignore[attr-defined]
+
+    http.HTTPChannel._respondToBadRequestAndDisconnect = respond_and_disconnect  # type: ignore[method-assign]
+
+
+def read_requests_within(seconds: float) -> None:
+    """Give each request `seconds` from its first byte to its body's last, then answer 408 and close.
+
+    Twisted's own timeout is on idleness: a client sending a byte a minute held its connection for ever.
+    The clock runs while a request is being read, not while it is answered nor between requests.
+    """
+    from twisted.internet import reactor
+    from twisted.web import http
+
+    from .api.accounting import new_request_id
+    from .api.errors import RequestTimeout, raw_http_answer
+
+    channel_class = http.HTTPChannel
+    if getattr(channel_class.dataReceived, "read_deadline", False):
+        channel_class.read_timeout_s = seconds  # type: ignore[attr-defined]
+        return
+    data_received = channel_class.dataReceived
+    all_content_received = channel_class.allContentReceived
+    connection_lost = channel_class.connectionLost
+
+    def stop(channel: object) -> None:
+        deadline = channel.__dict__.pop("_read_deadline", None)  # type: ignore[attr-defined]
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+
+    def timed_out(channel: object) -> None:
+        channel.__dict__.pop("_read_deadline", None)  # type: ignore[attr-defined]
+        requests = getattr(channel, "requests", None) or [None]
+        if not getattr(requests[-1], "refused", False):  # a refused body has had its answer
+            answer = raw_http_answer(RequestTimeout.after(channel_class.read_timeout_s), new_request_id())
+            channel.transport.write(answer)  # type: ignore[attr-defined]
+        channel.loseConnection()  # type: ignore[attr-defined]
+
+    def dataReceived(channel: object, data: bytes) -> None:  # noqa: N802 - Twisted's name
+        timeout = channel_class.read_timeout_s
+        if data and timeout > 0 and not channel._handlingRequest and "_read_deadline" not in channel.__dict__:  # type: ignore[attr-defined]
+            channel._read_deadline = reactor.callLater(timeout, timed_out, channel)  # type: ignore[attr-defined]
+        data_received(channel, data)
+
+    def allContentReceived(channel: object) -> None:  # noqa: N802 - Twisted's name
+        stop(channel)
+        all_content_received(channel)
+
+    def connectionLost(channel: object, reason: object) -> None:  # noqa: N802 - Twisted's name
+        stop(channel)
+        connection_lost(channel, reason)
+
+    dataReceived.read_deadline = True  # type: ignore[attr-defined]
+    channel_class.read_timeout_s = seconds  # type: ignore[attr-defined]
+    channel_class.dataReceived = dataReceived  # type: ignore[method-assign]
+    channel_class.allContentReceived = allContentReceived  # type: ignore[method-assign]
+    channel_class.connectionLost = connectionLost  # type: ignore[method-assign]
 
 
 def skip_twisted_access_log() -> None:
@@ -248,6 +316,8 @@ def run_daphne(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
 
     track_channels()
     read_long_request_heads(REQUEST_HEAD_MAX_BYTES)
+    read_requests_within(opts.read_timeout_s)
+    answer_malformed_requests_in_json()
     skip_twisted_access_log()
     limit_bodies_when_daphne_runs()  # done already where embedservice.asgi is the application; once is enough
     server = Runner(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from typing import IO
@@ -20,7 +21,6 @@ from .serving import (
 
 def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
     """Serve `app` on uvicorn (httptools, the event loop of `opts`) with the same drain as on daphne."""
-    import asyncio
     import contextlib
 
     import uvicorn
@@ -35,7 +35,7 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
         **listen,
         backlog=opts.backlog,
         loop=opts.event_loop,
-        http=_tolerant_httptools_protocol(),
+        http=_tolerant_httptools_protocol(opts.read_timeout_s),
         ws="websockets-sansio",
         ws_max_size=websocket_max_bytes(),
         lifespan="off",  # the models are warm already; channels' router has no lifespan handler
@@ -126,8 +126,9 @@ class LingeringClose:
         return getattr(self._transport, name)
 
 
-def _tolerant_httptools_protocol() -> object:
-    """uvicorn's httptools protocol, made to ignore an `Upgrade: h2c` offer.
+def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
+    """uvicorn's httptools protocol, made to ignore an `Upgrade: h2c` offer, to read a request within
+    `read_timeout_s` of its first byte (0: no limit) and to refuse malformed HTTP in the API's JSON.
 
     Java's HttpClient (HTTP_2 by default) offers h2c on every plain-HTTP request, body included.
     llhttp takes everything after such a request's headers for the new protocol, so uvicorn handed the
@@ -138,13 +139,24 @@ def _tolerant_httptools_protocol() -> object:
     request can start before its headers end, so nothing waits that could be answered). Not caught: an
     offer cut in a read that also ends the body of a pipelined request before it (clients do not
     pipeline). Falls back to uvicorn's own choice where httptools is missing.
+
+    uvicorn has no limit on how long a request's head and body may take (only on the idle time between
+    requests): a client sending a header line a minute held its connection, and a drain, for ever. Here a
+    request not all in `read_timeout_s` after its first byte gets a 408 and its connection is closed.
+    uvicorn answered HTTP that httptools refuses with a text/plain 400 and closed the connection at once,
+    cutting the answer to a valid request sent before the malformed one on the same connection; now the
+    400 is the API's JSON error, naming what the parser found, and comes after the answers before it.
     """
     import re
+    import sys
 
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:
         return "auto"
+
+    from .api.accounting import new_request_id
+    from .api.errors import MalformedHttp, RequestTimeout, raw_http_answer
 
     h2c_offer = re.compile(rb"(\r\n)upgrade([ \t]*:[ \t]*h2c[ \t]*\r\n)", re.IGNORECASE)
     longest_held = 8192  # an unfinished header line longer than this goes to the parser as it is
@@ -154,10 +166,12 @@ def _tolerant_httptools_protocol() -> object:
         _begun = False  # bytes of a request whose headers are not all in yet (requests_arriving)
         _held = b""
         _lingering = False
+        _read_deadline: asyncio.TimerHandle | None = None
+        _refusal: bytes | None = None  # a 400 written once the answers to the requests before it are out
 
         def data_received(self, data: bytes) -> None:
-            if self._lingering:
-                return  # answered and closing: what the client still sends is dropped unparsed
+            if self._lingering or self._refusal is not None:
+                return  # answered and closing, or past a malformed request: the rest is dropped unparsed
             if self._in_headers and data:
                 self._begun = True
             if self._held:
@@ -171,14 +185,72 @@ def _tolerant_httptools_protocol() -> object:
             if data:
                 super().data_received(data)
 
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if read_timeout_s > 0 and self._read_deadline is None:
+                self._read_deadline = self.loop.call_later(read_timeout_s, self._read_timed_out)
+
         def on_headers_complete(self) -> None:
             self._in_headers = self._begun = False  # from here uvicorn's shutdown waits for the request
             super().on_headers_complete()
+            if self.parser.should_upgrade() and self._should_upgrade():
+                self._stop_read_deadline()  # the WebSocket protocol takes the connection over
             if self.cycle is not None and self.cycle.transport is self.transport:
                 self.cycle.transport = LingeringClose(self)
 
         def on_message_complete(self) -> None:
             self._in_headers = True  # the next bytes on this connection start the next request
+            self._stop_read_deadline()
             super().on_message_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_read_deadline()
+            super().connection_lost(exc)
+
+        def _stop_read_deadline(self) -> None:
+            if self._read_deadline is not None:
+                self._read_deadline.cancel()
+                self._read_deadline = None
+
+        def _read_timed_out(self) -> None:
+            self._read_deadline = None
+            if self.transport.is_closing():
+                return
+            self._begun = False  # nothing of it is answered: the drain need not wait for it
+            cycle = self.cycle
+            if self._in_headers and cycle is not None and not cycle.response_complete:
+                # Its head was still arriving behind a request not yet answered: that one is answered,
+                # then the connection closes.
+                cycle.keep_alive = False
+                self._refusal = b""
+                return
+            if cycle is None or self._in_headers or not cycle.response_started:
+                # The application (waiting for the body, if it began) is told the client has gone.
+                self.transport.write(raw_http_answer(RequestTimeout.after(read_timeout_s), new_request_id()))
+            self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn calls this inside its `except httptools.HttpParserError`: the error says what is wrong.
+            found = sys.exc_info()[1]
+            error = MalformedHttp(f"the request is not valid HTTP/1.1: {found}" if str(found or "") else None)
+            answer = raw_http_answer(error, new_request_id())
+            self._stop_read_deadline()
+            self._begun = False
+            cycle = self.cycle
+            if self._in_headers and cycle is not None and not cycle.response_complete:
+                self._refusal = answer  # the requests before it are answered first (on_response_complete)
+                return
+            if cycle is not None and not self._in_headers and cycle.response_started:
+                self.transport.close()  # its own answer has begun: it cannot be followed by a 400
+                return
+            self.transport.write(answer)
+            self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self._refusal is not None and (self.cycle is None or self.cycle.response_complete):
+                if not self.transport.is_closing():
+                    self.transport.write(self._refusal)
+                    self.transport.close()
 
     return TolerantHttpToolsProtocol

@@ -54,7 +54,8 @@ def run_workers(opts: ServeOptions, workers: int, manage_py: Path, out: IO[str])
         stale.unlink()  # prometheus_client requires an empty folder at start
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
     command = [sys.executable, str(manage_py), "serve", "--fd", str(listener.fileno())]
-    command += ["--drain-timeout", str(opts.drain_timeout_s), "--server", opts.server]
+    command += ["--drain-timeout", str(opts.drain_timeout_s), "--read-timeout", str(opts.read_timeout_s)]
+    command += ["--server", opts.server]
     command += ["--access-log"] if opts.access_log else []
     command += ["--no-warm"] if not opts.warm else []
     lock = threading.Lock()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 from django.core.exceptions import DisallowedHost, PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
@@ -69,6 +70,24 @@ class PayloadTooLarge(ApiError):
         """Raise at once when the Content-Length header already says the body is over `limit`."""
         if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise cls.declared(int(declared), limit)
+
+
+class MalformedHttp(ApiError):
+    """The server's HTTP parser refused the bytes before any route saw them (request line, headers, framing)."""
+
+    default_detail = "the request is not valid HTTP/1.1"
+    default_code = "malformed_http"
+
+
+class RequestTimeout(ApiError):
+    status_code = 408
+    default_detail = "the request did not arrive in time"
+    default_code = "request_timeout"
+
+    @classmethod
+    def after(cls, seconds: float) -> RequestTimeout:
+        """The request line, headers and body had not all arrived `seconds` after its first byte."""
+        return cls(f"the request's line, headers and body did not all arrive within {seconds:g} s")
 
 
 class ModelNotFound(ApiError):
@@ -220,6 +239,20 @@ def error_headers(err: ApiError) -> dict[str, str]:
     if isinstance(err, PayloadTooLarge):
         return {"Connection": "close"}  # the rest of the body is not read: the connection cannot go on
     return {}
+
+
+def raw_http_answer(err: ApiError, request_id: str) -> bytes:
+    """The whole HTTP/1.1 answer for `err`, for a server writing on the socket itself: the JSON envelope,
+    its request id, and `Connection: close` (the server answers this way only where it stops reading)."""
+    import orjson
+
+    body = orjson.dumps(err.envelope())
+    head = (
+        f"HTTP/1.1 {err.status_code} {HTTPStatus(err.status_code).phrase}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\nx-content-type-options: nosniff\r\n"
+        f"x-request-id: {request_id}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
 
 
 def exception_handler(exc: Exception, context: dict) -> Response:

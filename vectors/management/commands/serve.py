@@ -28,6 +28,13 @@ class Command(BaseCommand):
             help="Seconds SIGTERM waits for in-flight requests (default 20).",
         )
         parser.add_argument(
+            "--read-timeout",
+            type=float,
+            default=60.0,
+            help="Seconds a request's line, headers and body may take to arrive, from its first byte; past "
+            "them it gets a 408 and its connection is closed (default 60; 0: no limit).",
+        )
+        parser.add_argument(
             "--no-warm", action="store_true", help="Skip loading models before listening (they load on first request)."
         )
         parser.add_argument(
@@ -55,6 +62,7 @@ class Command(BaseCommand):
             unix_socket=options["unix_socket"],  # type: ignore[arg-type]
             fd=options["fd"],  # type: ignore[arg-type]
             drain_timeout_s=float(options["drain_timeout"]),  # type: ignore[arg-type]
+            read_timeout_s=float(options["read_timeout"]),  # type: ignore[arg-type]
             warm=not options["no_warm"],
             access_log=bool(options["access_log"]),
             backlog=int(options["backlog"]),  # type: ignore[arg-type]
@@ -63,6 +71,8 @@ class Command(BaseCommand):
         )
         if opts.drain_timeout_s <= 0:
             raise CommandError("--drain-timeout must be > 0")
+        if opts.read_timeout_s < 0:
+            raise CommandError("--read-timeout must be >= 0")
         if opts.backlog < 1:
             raise CommandError("--backlog must be >= 1")
         workers = int(options["workers"])  # type: ignore[arg-type]

@@ -1,0 +1,187 @@
+"""What the servers themselves answer, before any route sees a request: HTTP their parser refuses, and a
+request that does not arrive within `serve --read-timeout`. Both answer the API's JSON error, on both
+servers; an answer owed to a request sent before on the same connection comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import time
+
+import pytest
+import websockets
+
+from tests.conftest import content_length, start_server, stop_server
+
+pytestmark = pytest.mark.e2e
+
+READ_TIMEOUT_S = 1.5
+HOST = b"Host: 127.0.0.1\r\n"
+VALID = b"GET /get_vector?sentence=hello HTTP/1.1\r\n" + HOST + b"\r\n"
+
+
+@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
+def server(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"protocol-{request.param}")
+    live = start_server(tmp, args=("--server", request.param, "--read-timeout", str(READ_TIMEOUT_S)))
+    yield live
+    stop_server(live)
+
+
+def address(server) -> tuple[str, int]:
+    host, port = server.url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def exchange(server, pieces: list[bytes], pause_s: float = 0.0) -> tuple[list[tuple[bytes, bytes]], bool, float]:
+    """Send `pieces` (`pause_s` apart) on one connection and read until it closes or stays quiet for 6 s.
+
+    Returns the answers (head, body) in order, whether the server closed the connection, and the seconds
+    from the first piece to the end of reading.
+    """
+    started = time.monotonic()
+    raw, closed = b"", False
+    with socket.create_connection(address(server), timeout=6) as conn:
+        for piece in pieces:
+            conn.sendall(piece)
+            time.sleep(pause_s)
+        try:
+            while chunk := conn.recv(65536):
+                raw += chunk
+            closed = True
+        except TimeoutError:
+            pass
+    return split_answers(raw), closed, time.monotonic() - started
+
+
+def split_answers(raw: bytes) -> list[tuple[bytes, bytes]]:
+    answers = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")[1:]
+            if line.lower().startswith(b"content-length:")
+        )
+        answers.append((head, rest[:length]))
+        raw = rest[length:]
+    return answers
+
+
+def error_of(answer: tuple[bytes, bytes], status: int) -> dict:
+    head, body = answer
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), head
+    assert b"content-type: application/json" in head.lower(), head
+    assert b"connection: close" in head.lower(), head
+    return json.loads(body)["error"]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"GARBAGE\r\n\r\n", id="request-line"),
+        pytest.param(b"GET /health HTTP/1.1\r\n" + HOST + b"No colon here\r\n\r\n", id="header"),
+        pytest.param(
+            b"POST /embed HTTP/1.1\r\n" + HOST + b"Content-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+            id="chunk-size",
+        ),
+    ],
+)
+def test_http_the_parser_refuses_gets_the_json_400_and_the_connection_closes(server, request_bytes):
+    answers, closed, _ = exchange(server, [request_bytes])
+    assert len(answers) == 1, answers
+    error = error_of(answers[0], 400)
+    assert error["code"] == "malformed_http"
+    assert error["message"].startswith("the request is not valid HTTP/1.1: ")
+    assert closed
+
+
+def test_an_answer_owed_before_a_malformed_request_on_the_connection_comes_first(server):
+    # uvicorn used to close the connection as soon as the parser reached the malformed request, cutting
+    # the answer to the valid ones before it.
+    answers, closed, _ = exchange(server, [VALID + VALID + b"GARBAGE\r\n\r\n"])
+    assert [head.split(b" ")[1] for head, _ in answers] == [b"200", b"200", b"400"], answers
+    assert len(json.loads(answers[1][1])["vector"]) == 384
+    assert error_of(answers[2], 400)["code"] == "malformed_http"
+    assert closed
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param(b"GET /health HTTP/1.1\r\n" + HOST, id="headers"),
+        pytest.param(
+            b"POST /embed HTTP/1.1\r\n"
+            + HOST
+            + b'Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{"inputs":',
+            id="body",
+        ),
+    ],
+)
+def test_a_request_not_all_in_within_the_read_timeout_gets_408_and_is_closed(server, sent):
+    answers, closed, took_s = exchange(server, [sent])
+    assert len(answers) == 1, answers
+    error = error_of(answers[0], 408)
+    assert error["code"] == "request_timeout"
+    assert error["message"] == f"the request's line, headers and body did not all arrive within {READ_TIMEOUT_S:g} s"
+    assert closed
+    assert READ_TIMEOUT_S <= took_s < READ_TIMEOUT_S + 3
+
+
+def test_a_request_sent_in_pieces_within_the_read_timeout_is_answered(server):
+    pieces = [b"GET /get_vector?sentence=slowly HTTP/1.1\r\n", HOST, b"Connection: close\r\n", b"\r\n"]
+    answers, closed, _ = exchange(server, pieces, pause_s=0.25)
+    assert len(answers) == 1
+    assert answers[0][0].startswith(b"HTTP/1.1 200 "), answers[0][0]
+    assert closed
+
+
+def test_the_read_timeout_runs_per_request_not_over_a_keep_alive_connection(server):
+    # Each request is read within the timeout; together they take longer than it.
+    with socket.create_connection(address(server), timeout=10) as conn:
+        for _ in range(3):
+            conn.sendall(VALID)
+            raw = b""
+            while b"\r\n\r\n" not in raw or len(raw.split(b"\r\n\r\n", 1)[1]) < content_length(raw):
+                raw += conn.recv(65536)
+            assert raw.startswith(b"HTTP/1.1 200 "), raw[:200]
+            time.sleep(READ_TIMEOUT_S * 0.6)
+
+
+def test_a_websocket_is_not_cut_by_the_read_timeout(server):
+    async def idle_then_embed() -> dict:
+        host, port = address(server)
+        async with websockets.connect(f"ws://{host}:{port}/ws/embed/") as ws:
+            await asyncio.sleep(READ_TIMEOUT_S + 1)
+            await ws.send(json.dumps({"id": 7, "input": "still here"}))
+            return json.loads(await ws.recv())
+
+    answer = asyncio.run(idle_then_embed())
+    assert answer["id"] == 7
+    assert len(answer["embeddings"][0]) == 384
+
+
+@pytest.mark.parametrize("server_name", ["daphne", "uvicorn"])
+def test_a_client_that_never_finishes_its_request_holds_a_drain_only_until_the_read_timeout(tmp_path, server_name):
+    live = start_server(tmp_path, args=("--server", server_name, "--read-timeout", "2", "--drain-timeout", "30"))
+    try:
+        with socket.create_connection(address(live), timeout=30) as conn:
+            conn.sendall(b"POST /v1/embeddings HTTP/1.1\r\n" + HOST)  # and nothing more
+            time.sleep(0.3)
+            live.process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            exit_code = live.process.wait(25)
+            took_s = time.monotonic() - signalled
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+    finally:
+        if live.process.poll() is None:
+            live.process.kill()
+    assert exit_code == 0, live.log()
+    assert took_s < 10, (took_s, live.log())  # not the 30 s of --drain-timeout
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:300]
