@@ -85,6 +85,9 @@ def frame_id(content: dict) -> str | int:
     if "id" not in content or content["id"] is None:
         raise InvalidRequest("id: required; every frame needs an id to match its answer", param="id")
     value = content["id"]
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 2**63:
+        # orjson reads an integer past 64 bits as a float: say why, rather than "not an integer".
+        raise InvalidRequest("id: an integer id must fit in 64 bits; send a larger one as a string", param="id")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidRequest("id: must be a string or an integer", param="id")
     if isinstance(value, str) and len(value) > MAX_ID_CHARS:
