@@ -165,6 +165,7 @@ def refuse(request: object, error: PayloadTooLarge) -> None:
 
     request.refused = True  # type: ignore[attr-defined]
     channel = request.channel  # type: ignore[attr-defined]
+    stop_read_deadline(channel)  # answered: the linger below closes it
     sent_id = (request.getHeader(b"x-request-id") or b"").decode("latin-1")  # type: ignore[attr-defined]
     # Echoed into a raw header: only what daphne itself would accept there, else an id of our own.
     printable = sent_id.isascii() and sent_id.isprintable() and len(sent_id) <= 200
@@ -219,6 +220,7 @@ def answer_malformed_requests_in_json() -> None:
     )
 
     def respond_and_disconnect(channel: object) -> None:
+        stop_read_deadline(channel)
         channel.transport.write(raw_http_answer(error, new_request_id()))  # type: ignore[attr-defined]
         channel.loseConnection()  # type: ignore[attr-defined]
 
@@ -229,7 +231,9 @@ def read_requests_within(seconds: float) -> None:
     """Give each request `seconds` from its first byte to its body's last, then answer 408 and close.
 
     Twisted's own timeout is on idleness: a client sending a byte a minute held its connection for ever.
-    The clock runs while a request is being read, not while it is answered nor between requests.
+    The clock runs while a request is being read: not while it is answered, nor between requests, nor while
+    Twisted holds a pipelined request behind an answer (it starts when Twisted reads it). A request that
+    arrives whole in one read never starts it.
     """
     from twisted.internet import reactor
     from twisted.web import http
@@ -245,31 +249,33 @@ def read_requests_within(seconds: float) -> None:
     all_content_received = channel_class.allContentReceived
     connection_lost = channel_class.connectionLost
 
-    def stop(channel: object) -> None:
-        deadline = channel.__dict__.pop("_read_deadline", None)  # type: ignore[attr-defined]
-        if deadline is not None and deadline.active():
-            deadline.cancel()
-
     def timed_out(channel: object) -> None:
         channel.__dict__.pop("_read_deadline", None)  # type: ignore[attr-defined]
-        requests = getattr(channel, "requests", None) or [None]
-        if not getattr(requests[-1], "refused", False):  # a refused body has had its answer
-            answer = raw_http_answer(RequestTimeout.after(channel_class.read_timeout_s), new_request_id())
-            channel.transport.write(answer)  # type: ignore[attr-defined]
+        if channel.transport.disconnecting:  # type: ignore[attr-defined]
+            return  # answered and closing already (a 400, a 413's linger)
+        answer = raw_http_answer(RequestTimeout.after(channel_class.read_timeout_s), new_request_id())
+        channel.transport.write(answer)  # type: ignore[attr-defined]
         channel.loseConnection()  # type: ignore[attr-defined]
 
     def dataReceived(channel: object, data: bytes) -> None:  # noqa: N802 - Twisted's name
-        timeout = channel_class.read_timeout_s
-        if data and timeout > 0 and not channel._handlingRequest and "_read_deadline" not in channel.__dict__:  # type: ignore[attr-defined]
-            channel._read_deadline = reactor.callLater(timeout, timed_out, channel)  # type: ignore[attr-defined]
         data_received(channel, data)
+        # Still reading a request after this read (a whole one has set _handlingRequest): start its clock.
+        timeout = channel_class.read_timeout_s
+        if (
+            data
+            and timeout > 0
+            and not channel._handlingRequest  # type: ignore[attr-defined]
+            and "_read_deadline" not in channel.__dict__
+            and not channel.transport.disconnecting  # type: ignore[attr-defined]
+        ):
+            channel._read_deadline = reactor.callLater(timeout, timed_out, channel)  # type: ignore[attr-defined]
 
     def allContentReceived(channel: object) -> None:  # noqa: N802 - Twisted's name
-        stop(channel)
+        stop_read_deadline(channel)
         all_content_received(channel)
 
     def connectionLost(channel: object, reason: object) -> None:  # noqa: N802 - Twisted's name
-        stop(channel)
+        stop_read_deadline(channel)
         connection_lost(channel, reason)
 
     dataReceived.read_deadline = True  # type: ignore[attr-defined]
@@ -277,6 +283,13 @@ def read_requests_within(seconds: float) -> None:
     channel_class.dataReceived = dataReceived  # type: ignore[method-assign]
     channel_class.allContentReceived = allContentReceived  # type: ignore[method-assign]
     channel_class.connectionLost = connectionLost  # type: ignore[method-assign]
+
+
+def stop_read_deadline(channel: object) -> None:
+    """Stop the clock `read_requests_within` started for the request being read on `channel`, if any."""
+    deadline = channel.__dict__.pop("_read_deadline", None)  # type: ignore[attr-defined]
+    if deadline is not None and deadline.active():
+        deadline.cancel()
 
 
 def skip_twisted_access_log() -> None:

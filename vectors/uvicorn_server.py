@@ -109,13 +109,14 @@ class LingeringClose:
     """A request's view of its connection: closing it before the request's body is all in half-closes
     it (the answer is whole), drops what still arrives, and closes it LINGER_S later."""
 
-    def __init__(self, protocol: object) -> None:
+    def __init__(self, protocol: object, cycle: object) -> None:
         self._protocol = protocol
+        self._cycle = cycle  # its own request's, not the protocol's latest (a pipelined one may follow)
         self._transport = protocol.transport  # type: ignore[attr-defined]
 
     def close(self) -> None:
-        cycle = self._protocol.cycle  # type: ignore[attr-defined]
-        if cycle is not None and cycle.more_body and self._transport.can_write_eof():
+        cycle = self._cycle
+        if cycle.more_body and not self._transport.is_closing() and self._transport.can_write_eof():  # type: ignore[attr-defined]
             self._protocol._lingering = True  # type: ignore[attr-defined]
             self._transport.write_eof()
             self._protocol.loop.call_later(LINGER_S, self._transport.close)  # type: ignore[attr-defined]
@@ -164,10 +165,11 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
     class TolerantHttpToolsProtocol(HttpToolsProtocol):
         _in_headers = True  # a connection starts with a request's headers
         _begun = False  # bytes of a request whose headers are not all in yet (requests_arriving)
+        _mid_message = False  # the parser is inside a request (its head or its body)
         _held = b""
         _lingering = False
         _read_deadline: asyncio.TimerHandle | None = None
-        _refusal: bytes | None = None  # a 400 written once the answers to the requests before it are out
+        _refusal: bytes | None = None  # written, and the connection closed, once the answers owed before it are out
 
         def data_received(self, data: bytes) -> None:
             if self._lingering or self._refusal is not None:
@@ -184,22 +186,28 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
                 data = h2c_offer.sub(rb"\1x-h2c-ignored\2", data)
             if data:
                 super().data_received(data)
+            # A request that came whole in this read never starts the clock: no timer on the usual path.
+            if (self._mid_message or self._held) and self._read_deadline is None and not self.pipeline:
+                self._start_read_deadline()
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            if read_timeout_s > 0 and self._read_deadline is None:
-                self._read_deadline = self.loop.call_later(read_timeout_s, self._read_timed_out)
+            self._mid_message = self._begun = True
 
         def on_headers_complete(self) -> None:
             self._in_headers = self._begun = False  # from here uvicorn's shutdown waits for the request
             super().on_headers_complete()
             if self.parser.should_upgrade() and self._should_upgrade():
-                self._stop_read_deadline()  # the WebSocket protocol takes the connection over
+                self._mid_message = False  # the WebSocket protocol takes the connection over
+                self._stop_read_deadline()
+            elif self.pipeline and self.pipeline[0][0] is self.cycle:
+                self._stop_read_deadline()  # queued behind an answer, reading paused: its clock starts with its turn
             if self.cycle is not None and self.cycle.transport is self.transport:
-                self.cycle.transport = LingeringClose(self)
+                self.cycle.transport = LingeringClose(self, self.cycle)
 
         def on_message_complete(self) -> None:
             self._in_headers = True  # the next bytes on this connection start the next request
+            self._mid_message = False
             self._stop_read_deadline()
             super().on_message_complete()
 
@@ -207,24 +215,30 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
             self._stop_read_deadline()
             super().connection_lost(exc)
 
+        def _start_read_deadline(self) -> None:
+            if read_timeout_s > 0 and not self.transport.is_closing() and self.transport.get_protocol() is self:
+                self._read_deadline = self.loop.call_later(read_timeout_s, self._read_timed_out)
+
         def _stop_read_deadline(self) -> None:
             if self._read_deadline is not None:
                 self._read_deadline.cancel()
                 self._read_deadline = None
 
+        def _answer_owed(self) -> bool:
+            """True while a request before the one being read is still queued or being answered."""
+            if self.pipeline:
+                return True
+            return self._in_headers and self.cycle is not None and not self.cycle.response_complete
+
         def _read_timed_out(self) -> None:
             self._read_deadline = None
-            if self.transport.is_closing():
-                return
+            if self.transport.is_closing() or self._lingering:
+                return  # closing already (after a 413 the linger closes it)
             self._begun = False  # nothing of it is answered: the drain need not wait for it
-            cycle = self.cycle
-            if self._in_headers and cycle is not None and not cycle.response_complete:
-                # Its head was still arriving behind a request not yet answered: that one is answered,
-                # then the connection closes.
-                cycle.keep_alive = False
-                self._refusal = b""
+            if self._answer_owed():
+                self._refusal = b""  # the answers before it go out, then the connection closes
                 return
-            if cycle is None or self._in_headers or not cycle.response_started:
+            if self._in_headers or not self.cycle.response_started:
                 # The application (waiting for the body, if it began) is told the client has gone.
                 self.transport.write(raw_http_answer(RequestTimeout.after(read_timeout_s), new_request_id()))
             self.transport.close()
@@ -236,21 +250,28 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
             answer = raw_http_answer(error, new_request_id())
             self._stop_read_deadline()
             self._begun = False
-            cycle = self.cycle
-            if self._in_headers and cycle is not None and not cycle.response_complete:
-                self._refusal = answer  # the requests before it are answered first (on_response_complete)
+            queued = not self._in_headers and bool(self.pipeline) and self.pipeline[0][0] is self.cycle
+            if queued:
+                self.pipeline.popleft()  # its body is malformed and it waited behind another: it is not run
+            if queued or self._answer_owed():
+                self._refusal = answer  # after the answers owed before it (on_response_complete)
                 return
-            if cycle is not None and not self._in_headers and cycle.response_started:
+            if not self._in_headers and self.cycle is not None and self.cycle.response_started:
                 self.transport.close()  # its own answer has begun: it cannot be followed by a 400
                 return
             self.transport.write(answer)
             self.transport.close()
 
         def on_response_complete(self) -> None:
+            queued = bool(self.pipeline)  # uvicorn starts the next queued request, if there is one
             super().on_response_complete()
-            if self._refusal is not None and (self.cycle is None or self.cycle.response_complete):
-                if not self.transport.is_closing():
+            if self.transport.is_closing():
+                return
+            if self._refusal is not None:
+                if not queued:  # that was the last answer owed before it
                     self.transport.write(self._refusal)
                     self.transport.close()
+            elif queued and not self.pipeline and (self._mid_message or self._held) and self._read_deadline is None:
+                self._start_read_deadline()  # the request just started is still arriving
 
     return TolerantHttpToolsProtocol

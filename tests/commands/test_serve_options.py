@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
     ("option", "value", "message"),
     [
         ("--read-timeout", "-1", "--read-timeout must be >= 0"),
+        ("--read-timeout", "nan", "--read-timeout must be >= 0"),
         ("--drain-timeout", "0", "--drain-timeout must be > 0"),
         ("--backlog", "0", "--backlog must be >= 1"),
         ("--workers", "0", "--workers must be >= 1"),

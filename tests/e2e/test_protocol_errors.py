@@ -100,10 +100,19 @@ def test_http_the_parser_refuses_gets_the_json_400_and_the_connection_closes(ser
     assert closed
 
 
-def test_an_answer_owed_before_a_malformed_request_on_the_connection_comes_first(server):
+BAD_CHUNKED = (
+    b"POST /embed HTTP/1.1\r\n" + HOST + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [pytest.param(b"GARBAGE\r\n\r\n", id="in-its-head"), pytest.param(BAD_CHUNKED, id="in-its-body")],
+)
+def test_answers_owed_before_a_malformed_request_on_the_connection_come_first(server, malformed):
     # uvicorn used to close the connection as soon as the parser reached the malformed request, cutting
-    # the answer to the valid ones before it.
-    answers, closed, _ = exchange(server, [VALID + VALID + b"GARBAGE\r\n\r\n"])
+    # the answers to the valid ones before it.
+    answers, closed, _ = exchange(server, [VALID + VALID + malformed])
     assert [head.split(b" ")[1] for head, _ in answers] == [b"200", b"200", b"400"], answers
     assert len(json.loads(answers[1][1])["vector"]) == 384
     assert error_of(answers[2], 400)["code"] == "malformed_http"
@@ -114,6 +123,7 @@ def test_an_answer_owed_before_a_malformed_request_on_the_connection_comes_first
     "sent",
     [
         pytest.param(b"GET /health HTTP/1.1\r\n" + HOST, id="headers"),
+        pytest.param(b"\r\nGET /hea", id="first-line-after-an-empty-line"),
         pytest.param(
             b"POST /embed HTTP/1.1\r\n"
             + HOST
@@ -140,16 +150,17 @@ def test_a_request_sent_in_pieces_within_the_read_timeout_is_answered(server):
     assert closed
 
 
-def test_the_read_timeout_runs_per_request_not_over_a_keep_alive_connection(server):
-    # Each request is read within the timeout; together they take longer than it.
+def test_the_read_timeout_does_not_count_the_wait_for_the_next_request(server):
+    # A keep-alive connection idle between requests for longer than the timeout is not cut (uvicorn
+    # closes one idle for 5 s, daphne for 60 s).
     with socket.create_connection(address(server), timeout=10) as conn:
-        for _ in range(3):
+        for _ in range(2):
             conn.sendall(VALID)
             raw = b""
             while b"\r\n\r\n" not in raw or len(raw.split(b"\r\n\r\n", 1)[1]) < content_length(raw):
                 raw += conn.recv(65536)
             assert raw.startswith(b"HTTP/1.1 200 "), raw[:200]
-            time.sleep(READ_TIMEOUT_S * 0.6)
+            time.sleep(READ_TIMEOUT_S + 0.5)
 
 
 def test_a_websocket_is_not_cut_by_the_read_timeout(server):

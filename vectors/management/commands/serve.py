@@ -71,7 +71,7 @@ class Command(BaseCommand):
         )
         if opts.drain_timeout_s <= 0:
             raise CommandError("--drain-timeout must be > 0")
-        if opts.read_timeout_s < 0:
+        if not 0 <= opts.read_timeout_s < float("inf"):
             raise CommandError("--read-timeout must be >= 0")
         if opts.backlog < 1:
             raise CommandError("--backlog must be >= 1")
