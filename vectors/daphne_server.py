@@ -228,7 +228,7 @@ def answer_malformed_requests_in_json() -> None:
 
 
 def read_requests_within(seconds: float) -> None:
-    """Give each request `seconds` from its first byte to its body's last, then answer 408 and close.
+    """Give each request `seconds` from when Twisted begins reading it to its body's last byte, then 408 and close.
 
     Twisted's own timeout is on idleness: a client sending a byte a minute held its connection for ever.
     The clock runs while a request is being read: not while it is answered, nor between requests, nor while
@@ -251,7 +251,7 @@ def read_requests_within(seconds: float) -> None:
 
     def timed_out(channel: object) -> None:
         channel.__dict__.pop("_read_deadline", None)  # type: ignore[attr-defined]
-        if channel.transport.disconnecting:  # type: ignore[attr-defined]
+        if getattr(channel.transport, "disconnecting", False):  # type: ignore[attr-defined]
             return  # answered and closing already (a 400, a 413's linger)
         answer = raw_http_answer(RequestTimeout.after(channel_class.read_timeout_s), new_request_id())
         channel.transport.write(answer)  # type: ignore[attr-defined]
@@ -266,7 +266,7 @@ def read_requests_within(seconds: float) -> None:
             and timeout > 0
             and not channel._handlingRequest  # type: ignore[attr-defined]
             and "_read_deadline" not in channel.__dict__
-            and not channel.transport.disconnecting  # type: ignore[attr-defined]
+            and not getattr(channel.transport, "disconnecting", False)  # type: ignore[attr-defined]
         ):
             channel._read_deadline = reactor.callLater(timeout, timed_out, channel)  # type: ignore[attr-defined]
 

@@ -22,7 +22,7 @@ class ServeOptions:
     unix_socket: str | None = None
     fd: int | None = None
     drain_timeout_s: float = 20.0
-    read_timeout_s: float = 60.0  # a request's line, headers and body, from its first byte; 0: no limit
+    read_timeout_s: float = 60.0  # for a request's line, headers and body once reading it began; 0: no limit
     warm: bool = True
     access_log: bool = False
     server: str = "daphne"

@@ -129,7 +129,7 @@ class LingeringClose:
 
 def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
     """uvicorn's httptools protocol, made to ignore an `Upgrade: h2c` offer, to read a request within
-    `read_timeout_s` of its first byte (0: no limit) and to refuse malformed HTTP in the API's JSON.
+    `read_timeout_s` of beginning to read it (0: no limit) and to refuse malformed HTTP in the API's JSON.
 
     Java's HttpClient (HTTP_2 by default) offers h2c on every plain-HTTP request, body included.
     llhttp takes everything after such a request's headers for the new protocol, so uvicorn handed the
@@ -143,7 +143,8 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
 
     uvicorn has no limit on how long a request's head and body may take (only on the idle time between
     requests): a client sending a header line a minute held its connection, and a drain, for ever. Here a
-    request not all in `read_timeout_s` after its first byte gets a 408 and its connection is closed.
+    request not all in `read_timeout_s` after a read left it unfinished gets a 408 and its connection is
+    closed (a request queued behind an answer starts its clock when its turn comes).
     uvicorn answered HTTP that httptools refuses with a text/plain 400 and closed the connection at once,
     cutting the answer to a valid request sent before the malformed one on the same connection; now the
     400 is the API's JSON error, naming what the parser found, and comes after the answers before it.

@@ -86,7 +86,7 @@ class RequestTimeout(ApiError):
 
     @classmethod
     def after(cls, seconds: float) -> RequestTimeout:
-        """The request line, headers and body had not all arrived `seconds` after its first byte."""
+        """The request line, headers and body had not all arrived `seconds` after the server began reading it."""
         return cls(f"the request's line, headers and body did not all arrive within {seconds:g} s")
 
 

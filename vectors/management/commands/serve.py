@@ -31,8 +31,8 @@ class Command(BaseCommand):
             "--read-timeout",
             type=float,
             default=60.0,
-            help="Seconds a request's line, headers and body may take to arrive, from its first byte; past "
-            "them it gets a 408 and its connection is closed (default 60; 0: no limit).",
+            help="Seconds a request's line, headers and body may take to arrive, from when the server begins "
+            "reading it; past them it gets a 408 and its connection is closed (default 60; 0: no limit).",
         )
         parser.add_argument(
             "--no-warm", action="store_true", help="Skip loading models before listening (they load on first request)."
