@@ -187,9 +187,7 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
                 data = h2c_offer.sub(rb"\1x-h2c-ignored\2", data)
             if data:
                 super().data_received(data)
-            # A request that came whole in this read never starts the clock: no timer on the usual path.
-            if (self._mid_message or self._held) and self._read_deadline is None and not self.pipeline:
-                self._start_read_deadline()
+            self._start_read_deadline()  # only for a request this read left unfinished: none on the usual path
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -217,7 +215,14 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
             super().connection_lost(exc)
 
         def _start_read_deadline(self) -> None:
-            if read_timeout_s > 0 and not self.transport.is_closing() and self.transport.get_protocol() is self:
+            """Start the clock of the request being read, if one is unfinished, not queued, and has none yet."""
+            reading = (self._mid_message or self._held) and self._read_deadline is None and not self.pipeline
+            if (
+                reading
+                and read_timeout_s > 0
+                and not self.transport.is_closing()
+                and self.transport.get_protocol() is self
+            ):
                 self._read_deadline = self.loop.call_later(read_timeout_s, self._read_timed_out)
 
         def _stop_read_deadline(self) -> None:
@@ -239,10 +244,8 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
             if self._answer_owed():
                 self._refusal = b""  # the answers before it go out, then the connection closes
                 return
-            if self._in_headers or not self.cycle.response_started:
-                # The application (waiting for the body, if it began) is told the client has gone.
-                self.transport.write(raw_http_answer(RequestTimeout.after(read_timeout_s), new_request_id()))
-            self.transport.close()
+            # The application (waiting for the body, if it began) is told the client has gone.
+            self._answer_and_close(raw_http_answer(RequestTimeout.after(read_timeout_s), new_request_id()))
 
         def send_400_response(self, msg: str) -> None:
             # uvicorn calls this inside its `except httptools.HttpParserError`: the error says what is wrong.
@@ -257,10 +260,13 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
             if queued or self._answer_owed():
                 self._refusal = answer  # after the answers owed before it (on_response_complete)
                 return
-            if not self._in_headers and self.cycle is not None and self.cycle.response_started:
-                self.transport.close()  # its own answer has begun: it cannot be followed by a 400
-                return
-            self.transport.write(answer)
+            self._answer_and_close(answer)
+
+        def _answer_and_close(self, answer: bytes) -> None:
+            """Write `answer` for the request being read, unless its own answer has begun (nothing can follow
+            that), and close the connection."""
+            if self._in_headers or self.cycle is None or not self.cycle.response_started:
+                self.transport.write(answer)
             self.transport.close()
 
         def on_response_complete(self) -> None:
@@ -272,7 +278,7 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
                 if not queued:  # that was the last answer owed before it
                     self.transport.write(self._refusal)
                     self.transport.close()
-            elif queued and not self.pipeline and (self._mid_message or self._held) and self._read_deadline is None:
-                self._start_read_deadline()  # the request just started is still arriving
+            elif queued:
+                self._start_read_deadline()  # the request it just started may still be arriving
 
     return TolerantHttpToolsProtocol
