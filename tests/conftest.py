@@ -53,6 +53,12 @@ class LiveServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of `url`, for a raw socket."""
+        host, port = self.url.removeprefix("http://").split(":")
+        return host, int(port)
+
 
 def content_length(answer: bytes) -> int:
     """The Content-Length of a raw HTTP answer's head (a huge number while the head is incomplete or has none)."""

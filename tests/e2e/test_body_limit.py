@@ -37,9 +37,7 @@ def small_limit_server(request, tmp_path_factory):
 
 
 def connect(server) -> socket.socket:
-    host, port = server.url.removeprefix("http://").split(":")
-    conn = socket.create_connection((host, int(port)), timeout=10)
-    return conn
+    return socket.create_connection(server.address, timeout=10)
 
 
 def read_answer(conn: socket.socket) -> tuple[bytes, dict]:

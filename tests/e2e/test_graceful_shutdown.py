@@ -78,7 +78,7 @@ async def test_sigterm_during_load_finishes_admitted_requests_and_exits_zero(tmp
 @pytest.mark.parametrize("arrived", ["headers_and_some_body", "part_of_the_headers"])
 def test_sigterm_waits_for_a_request_that_is_still_arriving(tmp_path, server_name, arrived):
     server = start_server(tmp_path, args=("--server", server_name))
-    host, port = server.url.removeprefix("http://").split(":")
+    host, port = server.address
     body = b'{"input": "a request that arrives in two parts", "model": "all-MiniLM-L6-v2"}'
     head = (
         f"POST /v1/embeddings HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
@@ -87,7 +87,7 @@ def test_sigterm_waits_for_a_request_that_is_still_arriving(tmp_path, server_nam
     request = head + body
     cut = len(head) + 10 if arrived == "headers_and_some_body" else head.index(b"Content-Type")
     try:
-        with socket.create_connection((host, int(port)), timeout=30) as conn:
+        with socket.create_connection((host, port), timeout=30) as conn:
             conn.sendall(request[:cut])
             time.sleep(0.5)  # the server has the first part: the request has begun
             server.process.send_signal(signal.SIGTERM)

@@ -129,8 +129,7 @@ def test_an_h2c_offer_split_across_two_tcp_segments_keeps_its_body(embed_server,
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     split = head.index(b"Upgrade: h2c") + len(b"Upgr")
-    host, port = embed_server.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as conn:
+    with socket.create_connection(embed_server.address, timeout=30) as conn:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for _ in range(2):  # twice on one keep-alive connection: the second request is cut the same way
             conn.sendall(head[:split])

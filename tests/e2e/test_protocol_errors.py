@@ -31,11 +31,6 @@ def server(request, tmp_path_factory):
     stop_server(live)
 
 
-def address(server) -> tuple[str, int]:
-    host, port = server.url.removeprefix("http://").split(":")
-    return host, int(port)
-
-
 def exchange(server, pieces: list[bytes], pause_s: float = 0.0) -> tuple[list[tuple[bytes, bytes]], bool, float]:
     """Send `pieces` (`pause_s` apart) on one connection and read until it closes or stays quiet for 6 s.
 
@@ -44,7 +39,7 @@ def exchange(server, pieces: list[bytes], pause_s: float = 0.0) -> tuple[list[tu
     """
     started = time.monotonic()
     raw, closed = b"", False
-    with socket.create_connection(address(server), timeout=6) as conn:
+    with socket.create_connection(server.address, timeout=6) as conn:
         for piece in pieces:
             conn.sendall(piece)
             time.sleep(pause_s)
@@ -153,7 +148,7 @@ def test_a_request_sent_in_pieces_within_the_read_timeout_is_answered(server):
 def test_the_read_timeout_does_not_count_the_wait_for_the_next_request(server):
     # A keep-alive connection idle between requests for longer than the timeout is not cut (uvicorn
     # closes one idle for 5 s, daphne for 60 s).
-    with socket.create_connection(address(server), timeout=10) as conn:
+    with socket.create_connection(server.address, timeout=10) as conn:
         for _ in range(2):
             conn.sendall(VALID)
             raw = b""
@@ -165,7 +160,7 @@ def test_the_read_timeout_does_not_count_the_wait_for_the_next_request(server):
 
 def test_a_websocket_is_not_cut_by_the_read_timeout(server):
     async def idle_then_embed() -> dict:
-        host, port = address(server)
+        host, port = server.address
         async with websockets.connect(f"ws://{host}:{port}/ws/embed/") as ws:
             await asyncio.sleep(READ_TIMEOUT_S + 1)
             await ws.send(json.dumps({"id": 7, "input": "still here"}))
@@ -180,7 +175,7 @@ def test_a_websocket_is_not_cut_by_the_read_timeout(server):
 def test_a_client_that_never_finishes_its_request_holds_a_drain_only_until_the_read_timeout(tmp_path, server_name):
     live = start_server(tmp_path, args=("--server", server_name, "--read-timeout", "2", "--drain-timeout", "30"))
     try:
-        with socket.create_connection(address(live), timeout=30) as conn:
+        with socket.create_connection(live.address, timeout=30) as conn:
             conn.sendall(b"POST /v1/embeddings HTTP/1.1\r\n" + HOST)  # and nothing more
             time.sleep(0.3)
             live.process.send_signal(signal.SIGTERM)
