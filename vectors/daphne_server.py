@@ -11,7 +11,7 @@ import weakref
 from typing import IO
 
 from . import conf, eventloop
-from .api.errors import PayloadTooLarge
+from .api.errors import ApiError, PayloadTooLarge
 from .serving import (
     LINGER_S,
     REQUEST_HEAD_MAX_BYTES,
@@ -161,7 +161,6 @@ def refuse(request: object, error: PayloadTooLarge) -> None:
 
     from .api import accounting
     from .api.errors import raw_http_answer
-    from .api.fastpath import log_refusal
 
     request.refused = True  # type: ignore[attr-defined]
     channel = request.channel  # type: ignore[attr-defined]
@@ -181,9 +180,7 @@ def refuse(request: object, error: PayloadTooLarge) -> None:
         transport.loseWriteConnection()
     reactor.callLater(LINGER_S, transport.loseConnection)
     # Twisted has the method and path of the request line on its channel only (the request gets them last).
-    method = bytes(getattr(channel, "_command", b"")).decode("latin-1")
-    caller = getattr(request.getClientAddress(), "host", "") or ""  # type: ignore[attr-defined]
-    log_refusal(method, path_of(channel), error, request_id, caller, 0.0)
+    log_server_answer(channel, error, request_id, 0.0)
 
 
 def forget_requests_without_application(connections: dict) -> None:
@@ -192,6 +189,17 @@ def forget_requests_without_application(connections: dict) -> None:
     KeyError, before cancelling the ones left after a drain timeout. Its checker drops them within 1 s."""
     for protocol in [p for p, details in connections.items() if "application_instance" not in details]:
         del connections[protocol]
+
+
+def log_server_answer(channel: object, error: ApiError, request_id: str, total_ms: float) -> None:
+    """Log Twisted's side's own answer to the request being read (a 400, a 408) as an embedding route's row,
+    as for a 413. Twisted keeps the request line on the channel once it is whole; the application never saw
+    the request (daphne starts it when the body is all in)."""
+    from .api.fastpath import log_refusal
+
+    method = bytes(getattr(channel, "_command", b"") or b"").decode("latin-1")
+    caller = getattr(channel.transport.getPeer(), "host", "") or ""  # type: ignore[attr-defined]
+    log_refusal(method, path_of(channel), error, request_id, caller, total_ms)
 
 
 def path_of(channel: object) -> str:
@@ -221,8 +229,10 @@ def answer_malformed_requests_in_json() -> None:
 
     def respond_and_disconnect(channel: object) -> None:
         stop_read_deadline(channel)
-        channel.transport.write(raw_http_answer(error, new_request_id()))  # type: ignore[attr-defined]
+        request_id = new_request_id()
+        channel.transport.write(raw_http_answer(error, request_id))  # type: ignore[attr-defined]
         channel.loseConnection()  # type: ignore[attr-defined]
+        log_server_answer(channel, error, request_id, 0.0)
 
     http.HTTPChannel._respondToBadRequestAndDisconnect = respond_and_disconnect  # type: ignore[method-assign]
 
@@ -249,13 +259,14 @@ def read_requests_within(seconds: float) -> None:
     all_content_received = channel_class.allContentReceived
     connection_lost = channel_class.connectionLost
 
-    def timed_out(channel: object) -> None:
+    def timed_out(channel: object, started: float) -> None:
         channel.__dict__.pop("_read_deadline", None)  # type: ignore[attr-defined]
         if getattr(channel.transport, "disconnecting", False):  # type: ignore[attr-defined]
             return  # answered and closing already (a 400, a 413's linger)
-        answer = raw_http_answer(RequestTimeout.after(channel_class.read_timeout_s), new_request_id())
-        channel.transport.write(answer)  # type: ignore[attr-defined]
+        error, request_id = RequestTimeout.after(channel_class.read_timeout_s), new_request_id()
+        channel.transport.write(raw_http_answer(error, request_id))  # type: ignore[attr-defined]
         channel.loseConnection()  # type: ignore[attr-defined]
+        log_server_answer(channel, error, request_id, (time.monotonic() - started) * 1000)
 
     def dataReceived(channel: object, data: bytes) -> None:  # noqa: N802 - Twisted's name
         data_received(channel, data)
@@ -268,7 +279,7 @@ def read_requests_within(seconds: float) -> None:
             and "_read_deadline" not in channel.__dict__
             and not getattr(channel.transport, "disconnecting", False)  # type: ignore[attr-defined]
         ):
-            channel._read_deadline = reactor.callLater(timeout, timed_out, channel)  # type: ignore[attr-defined]
+            channel._read_deadline = reactor.callLater(timeout, timed_out, channel, time.monotonic())  # type: ignore[attr-defined]
 
     def allContentReceived(channel: object) -> None:  # noqa: N802 - Twisted's name
         stop_read_deadline(channel)

@@ -157,8 +157,13 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
     except ImportError:
         return "auto"
 
+    import urllib.parse
+
+    import httptools
+
     from .api.accounting import new_request_id
-    from .api.errors import MalformedHttp, RequestTimeout, raw_http_answer
+    from .api.errors import ApiError, MalformedHttp, RequestTimeout, raw_http_answer
+    from .api.fastpath import ANSWERED_BY_SERVER, log_refusal
 
     h2c_offer = re.compile(rb"(\r\n)upgrade([ \t]*:[ \t]*h2c[ \t]*\r\n)", re.IGNORECASE)
     longest_held = 8192  # an unfinished header line longer than this goes to the parser as it is
@@ -170,6 +175,7 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
         _held = b""
         _lingering = False
         _read_deadline: asyncio.TimerHandle | None = None
+        _began_at = 0.0  # the loop's time when the parser began the request being read
         _refusal: bytes | None = None  # written, and the connection closed, once the answers owed before it are out
 
         def data_received(self, data: bytes) -> None:
@@ -192,6 +198,7 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._mid_message = self._begun = True
+            self._began_at = self.loop.time()
 
         def on_headers_complete(self) -> None:
             self._in_headers = self._begun = False  # from here uvicorn's shutdown waits for the request
@@ -244,29 +251,54 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
             if self._answer_owed():
                 self._refusal = b""  # the answers before it go out, then the connection closes
                 return
-            # The application (waiting for the body, if it began) is told the client has gone.
-            self._answer_and_close(raw_http_answer(RequestTimeout.after(read_timeout_s), new_request_id()))
+            # The application, if it is waiting for the body, is told the client has gone.
+            self._answer_and_close(RequestTimeout.after(read_timeout_s))
+
+        def _log_answer(self, error: ApiError, request_id: str) -> None:
+            """Log the server's own answer to the request being read as an embedding route's row (as for a
+            413), and mark it for its application, which sees the client gone: the row is this one, not a 499."""
+            method, path = self._request_line()
+            if not self._in_headers and self.cycle is not None:
+                self.cycle.scope[ANSWERED_BY_SERVER] = True
+            caller = self.client[0] if self.client else ""
+            log_refusal(method, path, error, request_id, caller, (self.loop.time() - self._began_at) * 1000)
+
+        def _request_line(self) -> tuple[str, str]:
+            """The method and path of the request being read; ("", "") until they are known to be whole."""
+            if not self._in_headers and self.cycle is not None:
+                return self.cycle.scope.get("method", ""), self.cycle.scope.get("path", "")
+            if not (self._mid_message and self.headers):
+                # Only a header line read after it shows the parser has this request's whole target.
+                return "", ""
+            try:
+                path = urllib.parse.unquote(httptools.parse_url(self.url).path.decode("latin-1"))
+            except httptools.HttpParserInvalidURLError:
+                return "", ""
+            return self.parser.get_method().decode("latin-1"), path
 
         def send_400_response(self, msg: str) -> None:
             # uvicorn calls this inside its `except httptools.HttpParserError`: the error says what is wrong.
             found = sys.exc_info()[1]
             error = MalformedHttp(f"the request is not valid HTTP/1.1: {found}" if str(found or "") else None)
-            answer = raw_http_answer(error, new_request_id())
             self._stop_read_deadline()
             self._begun = False
             queued = not self._in_headers and bool(self.pipeline) and self.pipeline[0][0] is self.cycle
             if queued:
                 self.pipeline.popleft()  # its body is malformed and it waited behind another: it is not run
             if queued or self._answer_owed():
-                self._refusal = answer  # after the answers owed before it (on_response_complete)
+                request_id = new_request_id()
+                self._refusal = raw_http_answer(error, request_id)  # after the answers owed before it
+                self._log_answer(error, request_id)
                 return
-            self._answer_and_close(answer)
+            self._answer_and_close(error)
 
-        def _answer_and_close(self, answer: bytes) -> None:
-            """Write `answer` for the request being read, unless its own answer has begun (nothing can follow
+        def _answer_and_close(self, error: ApiError) -> None:
+            """Answer `error` to the request being read, unless its own answer has begun (nothing can follow
             that), and close the connection."""
             if self._in_headers or self.cycle is None or not self.cycle.response_started:
-                self.transport.write(answer)
+                request_id = new_request_id()
+                self.transport.write(raw_http_answer(error, request_id))
+                self._log_answer(error, request_id)
             self.transport.close()
 
         def on_response_complete(self) -> None:

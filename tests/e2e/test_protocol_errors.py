@@ -9,6 +9,7 @@ import asyncio
 import json
 import signal
 import socket
+import sqlite3
 import time
 
 import pytest
@@ -191,3 +192,37 @@ def test_a_client_that_never_finishes_its_request_holds_a_drain_only_until_the_r
     assert exit_code == 0, live.log()
     assert took_s < 10, (took_s, live.log())  # not the 30 s of --drain-timeout
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:300]
+
+
+def request_id_of(answer: tuple[bytes, bytes]) -> str:
+    head, _ = answer
+    lines = head.split(b"\r\n")
+    return next(line.split(b":", 1)[1].strip().decode() for line in lines if line.lower().startswith(b"x-request-id:"))
+
+
+def test_the_servers_own_answers_to_embedding_routes_are_logged_with_their_status_not_as_a_client_gone(server):
+    # Last in this module: it stops the module's server to read the flushed log.
+    json_head = HOST + b"Content-Type: application/json\r\n"
+    sent = {
+        "stalled-body": b"POST /embed HTTP/1.1\r\n" + json_head + b"Content-Length: 40\r\n\r\n{",
+        "stalled-head": b"GET /get_vector?sentence=hi HTTP/1.1\r\n" + HOST + b"Accept: application/json\r\n",
+        "stalled-other-route": b"GET /health HTTP/1.1\r\n" + HOST + b"Accept: application/json\r\n",
+        "malformed-body": b"POST /v1/embeddings HTTP/1.1\r\n" + json_head + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+    }
+    ids = {}
+    for name, request_bytes in sent.items():
+        answers, _, _ = exchange(server, [request_bytes])
+        assert error_of(answers[0], 400 if name.startswith("malformed") else 408)
+        ids[name] = request_id_of(answers[0])
+    stop_server(server)  # the log is flushed before the process exits
+    with sqlite3.connect(server.log_path.parent / "db.sqlite3") as db:
+        query = "select endpoint, status, error_code, total_ms from vectors_requestlog where request_id = ?"
+        rows = {name: db.execute(query, (request_id,)).fetchall() for name, request_id in ids.items()}
+        gone = db.execute("select count(*) from vectors_requestlog where status = 499").fetchone()[0]
+    assert [row[:3] for row in rows["stalled-body"]] == [("tei", 408, "request_timeout")], rows
+    assert [row[:3] for row in rows["stalled-head"]] == [("get_vector", 408, "request_timeout")], rows
+    assert rows["stalled-other-route"] == [], rows  # only the embedding routes are logged, as for a 413
+    assert [row[:3] for row in rows["malformed-body"]] == [("openai", 400, "malformed_http")], rows
+    took_ms = [row[3] for row in rows["stalled-body"] + rows["stalled-head"]]
+    assert all(READ_TIMEOUT_S * 1000 <= ms < (READ_TIMEOUT_S + 3) * 1000 for ms in took_ms), rows
+    assert gone == 0, "a request the server answered itself was logged as a client that went away"

@@ -68,6 +68,9 @@ class FakeTransport:
     def loseConnection(self) -> None:  # noqa: N802 - Twisted's name
         pass
 
+    def getPeer(self) -> object:  # noqa: N802 - Twisted's name
+        return type("Address", (), {"host": "10.0.0.9"})()
+
 
 class FakeRequest:
     def __init__(self, request_id: bytes) -> None:
@@ -77,9 +80,6 @@ class FakeRequest:
 
     def getHeader(self, name: bytes) -> bytes | None:  # noqa: N802 - Twisted's name
         return self.request_id if name == b"x-request-id" else None
-
-    def getClientAddress(self) -> object:  # noqa: N802 - Twisted's name
-        return type("Address", (), {"host": "10.0.0.9"})()
 
 
 def test_a_refusal_echoes_a_printable_request_id_and_replaces_any_other(request_log, monkeypatch):

@@ -17,7 +17,7 @@ import orjson
 from .. import auth, conf, lifecycle
 from ..engine.errors import EngineStopped
 from . import accounting, core, endpoints
-from .errors import InternalError, PayloadTooLarge, as_api_error, error_headers
+from .errors import ApiError, InternalError, PayloadTooLarge, as_api_error, error_headers
 from .hosts import check_host
 from .negotiation import joined_header, negotiate
 from .parsers import check_media_type, parse_json
@@ -41,6 +41,12 @@ ROUTES: dict[tuple[str, str], tuple[str, endpoints.Handler, bool]] = {
 
 class ClientGone(Exception):
     """The client disconnected before its answer was ready."""
+
+
+# Set in a request's scope by a server that answered the request itself while the application was still
+# reading its body (uvicorn's read timeout: 408). The application then sees the client gone, but the
+# request is the server's to log, with the status it answered, not a 499 of ours.
+ANSWERED_BY_SERVER = "embedservice.answered_by_server"
 
 
 def parse_query(raw: bytes) -> dict[str, str]:
@@ -157,6 +163,8 @@ class FastEmbeddingApp:
         except (ClientGone, asyncio.CancelledError) as exc:
             if isinstance(exc, asyncio.CancelledError) and not (watcher and watcher.done()):
                 raise  # cancelled by the server itself, not by a departed client
+            if scope.get(ANSWERED_BY_SERVER):
+                return  # the server answered it (and logged it) itself
             accounting.account(
                 endpoint=endpoint,
                 status=CLIENT_CLOSED,
@@ -215,8 +223,9 @@ async def send_error(scope: dict, send: Send, error: PayloadTooLarge) -> None:
     log_refusal(scope.get("method", ""), scope.get("path", ""), error, request_id, caller, stopwatch.ms())
 
 
-def log_refusal(method: str, path: str, error: PayloadTooLarge, request_id: str, caller: str, total_ms: float) -> None:
-    """Account a request refused before any handler ran, when it was for an embedding route."""
+def log_refusal(method: str, path: str, error: ApiError, request_id: str, caller: str, total_ms: float) -> None:
+    """Account a request refused before any handler ran (or while it read the body), when it was for an
+    embedding route."""
     route = ROUTES.get((method, path))
     if route is not None:
         accounting.account(
