@@ -80,13 +80,17 @@ async def embed(job: EmbedJob) -> EmbedOutcome:
                     )
         used = [min(count, limit) for count in counts]
     result = await batcher.submit(texts, used)
-    if result.tokens is not None:
-        tokens = int(result.tokens.sum())
+    if result.token_total is not None:
+        tokens = result.token_total
     elif estimated is not None:  # the call did not count after all: count here, exactly
         tokens = sum(min(count, limit) for count in encoder.token_counts(texts))
     else:
         tokens = sum(used)
-    vectors = shape(result.rows, encoder.normalizes if job.normalize is None else job.normalize, job.dimensions)
+    normalize = encoder.normalizes if job.normalize is None else job.normalize
+    if normalize and job.dimensions is None and result.unit_rows is not None:
+        vectors = result.unit_rows  # what shape() would make of them, made once for the whole batch
+    else:
+        vectors = shape(result.rows, normalize, job.dimensions)
     return EmbedOutcome(vectors, engine.name, tokens, result.queue_ms, result.inference_ms, result.batch_size, texts[0])
 
 

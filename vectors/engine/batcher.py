@@ -8,7 +8,20 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .batches import Batch, BatcherCounters, BatchStats, Embedded, EncodeFn, Pending, Slice, rows_and_counts, unsort
+import numpy as np
+
+from .batches import (
+    Batch,
+    BatcherCounters,
+    BatchStats,
+    Embedded,
+    EncodeFn,
+    Pending,
+    Slice,
+    rows_and_counts,
+    unit_rows,
+    unsort,
+)
 from .config import BatcherConfig
 from .errors import EncodeFailed, EngineStopped, EngineStuck, QueueFull, QueueTimeout
 from .workqueue import WorkQueue
@@ -334,14 +347,21 @@ class MicroBatcher:
         try:
             rows, counts = rows_and_counts(done.result())
             unsorted = unsort(rows, batch.order)
+            # What each request would otherwise compute on its own, done once for the batch: the rows
+            # normalised, and each request's token total.
+            unit = unit_rows(unsorted)
+            widths = [piece.stop - piece.start for piece in batch.slices]
+            starts = np.cumsum([0, *widths[:-1]])
+            totals: list[int | None] = [None] * len(widths)
             if counts is not None:
                 counts = unsort(counts, batch.order)
-            offset = 0
-            for piece in batch.slices:
-                width = piece.stop - piece.start
+                totals = np.add.reduceat(counts, starts).tolist()
+            for piece, offset, width, total in zip(batch.slices, starts.tolist(), widths, totals, strict=True):
                 part = None if counts is None else counts[offset : offset + width]
-                piece.pending.fill(piece.start, piece.stop, unsorted[offset : offset + width], elapsed_ms, size, part)
-                offset += width
+                window = slice(offset, offset + width)
+                piece.pending.fill(
+                    piece.start, piece.stop, unsorted[window], elapsed_ms, size, part, unit[window], total
+                )
             self._record(size, len(batch.slices), elapsed_ms)
         except Exception as exc:  # noqa: BLE001 - rows that do not fit the texts, or a failing hook: fail, never hang
             logger.exception("could not deliver a batch of %d texts", size)
@@ -379,7 +399,7 @@ class MicroBatcher:
                     self._call_ended(lane)
                 elapsed_ms = (self.clock() - started) * 1000
                 self._record(len(texts), 1, elapsed_ms)
-                piece.pending.fill(piece.start, piece.stop, rows, elapsed_ms, len(texts), counts)
+                piece.pending.fill(piece.start, piece.stop, rows, elapsed_ms, len(texts), counts, unit_rows(rows))
         finally:
             self._release(lane, wide)
 

@@ -20,6 +20,8 @@ class Embedded:
     inference_ms: float
     batch_size: int
     tokens: np.ndarray | None = None  # each text's token count as the model saw it, where the call told
+    token_total: int | None = None  # their sum, where the call told (summed once per batch)
+    unit_rows: np.ndarray | None = None  # `rows` L2-normalised, float32 (normalised once per batch)
 
 
 @dataclass(frozen=True)
@@ -47,34 +49,62 @@ class Pending:
     dropped: bool = False
     rows: np.ndarray | None = None
     counts: np.ndarray | None = None
+    token_total: int = 0
+    unit: np.ndarray | None = None
+    unit_missing: bool = False  # a batch gave some of its rows without their normalised form
 
     @property
     def waiting(self) -> int:
         return len(self.texts) - self.taken
 
     def fill(
-        self, start: int, stop: int, rows: np.ndarray, inference_ms: float, batch_size: int, counts: np.ndarray | None
+        self,
+        start: int,
+        stop: int,
+        rows: np.ndarray,
+        inference_ms: float,
+        batch_size: int,
+        counts: np.ndarray | None,
+        unit: np.ndarray | None = None,
+        token_total: int | None = None,
     ) -> None:
-        """Put one batch's rows for texts `start:stop` in place; answer the request once every row is in."""
+        """Put one batch's rows for texts `start:stop` in place, with their normalised form and their token
+        counts and total where the batch gives them; answer the request once every row is in."""
         if self.future.done():
             return
-        if self.rows is None:
-            if start == 0 and stop == len(self.texts):
-                self.rows = rows
-            else:
-                self.rows = np.empty((len(self.texts), rows.shape[1]), dtype=rows.dtype)
-        if self.rows is not rows:
-            self.rows[start:stop] = rows
+        self.rows = self._place(self.rows, rows, start, stop)
+        if unit is None:
+            self.unit_missing = True
+        else:
+            self.unit = self._place(self.unit, unit, start, stop)
         if counts is not None:
-            if self.counts is None:
-                self.counts = np.zeros(len(self.texts), dtype=np.int64)
-            self.counts[start:stop] = counts
+            self.counts = self._place(self.counts, counts, start, stop)
+            self.token_total += int(counts.sum()) if token_total is None else token_total
         self.finished += stop - start
         self.inference_ms += inference_ms
         self.batch_size = max(self.batch_size, batch_size)
         if self.finished == len(self.texts):
             queue_ms = ((self.started_at or self.enqueued_at) - self.enqueued_at) * 1000
-            self.future.set_result(Embedded(self.rows, queue_ms, self.inference_ms, self.batch_size, self.counts))
+            counted = self.counts is not None
+            answer = Embedded(
+                self.rows,
+                queue_ms,
+                self.inference_ms,
+                self.batch_size,
+                self.counts,
+                self.token_total if counted else None,
+                None if self.unit_missing else self.unit,
+            )
+            self.future.set_result(answer)
+
+    def _place(self, whole: np.ndarray | None, part: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """`part` as texts `start:stop` of an array over all of this request's texts (`part` itself if all)."""
+        if whole is None:
+            if start == 0 and stop == len(self.texts):
+                return part
+            whole = np.zeros((len(self.texts), *part.shape[1:]), dtype=part.dtype)
+        whole[start:stop] = part
+        return whole
 
 
 @dataclass(eq=False)
@@ -120,6 +150,12 @@ def rows_and_counts(result: object) -> tuple[np.ndarray, np.ndarray | None]:
         rows, counts = result
         return rows, None if counts is None else np.asarray(counts, dtype=np.int64)
     return result, None  # type: ignore[return-value]
+
+
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    """`rows` L2-normalised (a zero row stays zero), float32 and contiguous: one pass for a whole batch."""
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.ascontiguousarray(rows / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 def unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
