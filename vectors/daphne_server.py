@@ -159,16 +159,14 @@ def refuse(request: object, error: PayloadTooLarge) -> None:
     """Write the 413 JSON answer on the connection, stop answering on it, and close it after LINGER_S."""
     from twisted.internet import reactor
 
-    from .api import accounting
+    from .api.accounting import raw_request_id
     from .api.errors import raw_http_answer
 
     request.refused = True  # type: ignore[attr-defined]
     channel = request.channel  # type: ignore[attr-defined]
     stop_read_deadline(channel)  # answered: the linger below closes it
-    sent_id = (request.getHeader(b"x-request-id") or b"").decode("latin-1")  # type: ignore[attr-defined]
-    # Echoed into a raw header: only what daphne itself would accept there, else an id of our own.
-    printable = sent_id.isascii() and sent_id.isprintable() and len(sent_id) <= 200
-    request_id = sent_id if sent_id and printable else accounting.new_request_id()
+    channel._answered = True  # type: ignore[attr-defined] # what it still sends starts no read deadline
+    request_id = raw_request_id(request.getHeader(b"x-request-id"))  # type: ignore[attr-defined]
     transport = channel.transport
     transport.write(raw_http_answer(error, request_id))
     # The answer is whole: no more requests on this connection, and what the client still sends is dropped.
@@ -193,13 +191,43 @@ def forget_requests_without_application(connections: dict) -> None:
 
 def log_server_answer(channel: object, error: ApiError, request_id: str, total_ms: float) -> None:
     """Log Twisted's side's own answer to the request being read (a 400, a 408) as an embedding route's row,
-    as for a 413. Twisted keeps the request line on the channel once it is whole; the application never saw
-    the request (daphne starts it when the body is all in)."""
+    as for a 413; the application never saw the request (daphne starts it when the body is all in)."""
     from .api.fastpath import log_refusal
 
-    method = bytes(getattr(channel, "_command", b"") or b"").decode("latin-1")
+    method, path = request_line_of(channel)
     caller = getattr(channel.transport.getPeer(), "host", "") or ""  # type: ignore[attr-defined]
-    log_refusal(method, path_of(channel), error, request_id, caller, total_ms)
+    log_refusal(method, path, error, request_id, caller, total_ms)
+
+
+def request_line_of(channel: object) -> tuple[str, str]:
+    """The method and path of the request Twisted is reading; ("", "") until its request line is whole.
+
+    Twisted keeps them on the channel from the request line until the body is all in, then on the request
+    (a multipart body it cannot split is refused after that)."""
+    command = getattr(channel, "_command", None)
+    if command is not None:
+        return bytes(command).decode("latin-1"), path_of(channel)
+    request = current_request(channel)
+    method, path = getattr(request, "method", None), getattr(request, "path", None)
+    if isinstance(method, bytes) and isinstance(path, bytes):  # set once Twisted has the whole request
+        return method.decode("latin-1"), path.decode("latin-1")
+    return "", ""
+
+
+def current_request(channel: object) -> object | None:
+    """The request Twisted is reading on `channel` (its last), or None before the first."""
+    requests = getattr(channel, "requests", None)
+    return requests[-1] if requests else None
+
+
+def request_id_for(channel: object) -> str:
+    """The x-request-id of the server's own answer to the request being read: the client's where it sent one."""
+    from .api.accounting import raw_request_id
+
+    request = current_request(channel) if request_line_of(channel) != ("", "") else None
+    headers = getattr(request, "requestHeaders", None)
+    sent = headers.getRawHeaders(b"x-request-id") if headers is not None else None
+    return raw_request_id(sent[0] if sent else None)
 
 
 def path_of(channel: object) -> str:
@@ -219,7 +247,6 @@ def answer_malformed_requests_in_json() -> None:
     """Answer what Twisted's parser refuses with the API's JSON 400, where Twisted wrote an empty one."""
     from twisted.web import http
 
-    from .api.accounting import new_request_id
     from .api.errors import MalformedHttp, raw_http_answer
 
     error = MalformedHttp(
@@ -229,7 +256,7 @@ def answer_malformed_requests_in_json() -> None:
 
     def respond_and_disconnect(channel: object) -> None:
         stop_read_deadline(channel)
-        request_id = new_request_id()
+        request_id = request_id_for(channel)
         channel.transport.write(raw_http_answer(error, request_id))  # type: ignore[attr-defined]
         channel.loseConnection()  # type: ignore[attr-defined]
         log_server_answer(channel, error, request_id, 0.0)
@@ -248,7 +275,6 @@ def read_requests_within(seconds: float) -> None:
     from twisted.internet import reactor
     from twisted.web import http
 
-    from .api.accounting import new_request_id
     from .api.errors import RequestTimeout, raw_http_answer
 
     channel_class = http.HTTPChannel
@@ -261,9 +287,9 @@ def read_requests_within(seconds: float) -> None:
 
     def timed_out(channel: object, started: float) -> None:
         channel.__dict__.pop("_read_deadline", None)  # type: ignore[attr-defined]
-        if getattr(channel.transport, "disconnecting", False):  # type: ignore[attr-defined]
-            return  # answered and closing already (a 400, a 413's linger)
-        error, request_id = RequestTimeout.after(channel_class.read_timeout_s), new_request_id()
+        if getattr(channel.transport, "disconnecting", False) or channel.__dict__.get("_answered"):  # type: ignore[attr-defined]
+            return  # answered and closing already (a 400; a 413, whose linger closes it)
+        error, request_id = RequestTimeout.after(channel_class.read_timeout_s), request_id_for(channel)
         channel.transport.write(raw_http_answer(error, request_id))  # type: ignore[attr-defined]
         channel.loseConnection()  # type: ignore[attr-defined]
         log_server_answer(channel, error, request_id, (time.monotonic() - started) * 1000)
@@ -277,6 +303,7 @@ def read_requests_within(seconds: float) -> None:
             and timeout > 0
             and not channel._handlingRequest  # type: ignore[attr-defined]
             and "_read_deadline" not in channel.__dict__
+            and not channel.__dict__.get("_answered")  # a 413 went out: what follows is only drained
             and not getattr(channel.transport, "disconnecting", False)  # type: ignore[attr-defined]
         ):
             channel._read_deadline = reactor.callLater(timeout, timed_out, channel, time.monotonic())  # type: ignore[attr-defined]

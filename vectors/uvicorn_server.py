@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from typing import IO
@@ -17,6 +18,8 @@ from .serving import (
     warn_overdue,
     websocket_max_bytes,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
@@ -161,7 +164,7 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
 
     import httptools
 
-    from .api.accounting import new_request_id
+    from .api.accounting import new_request_id, raw_request_id
     from .api.errors import ApiError, MalformedHttp, RequestTimeout, raw_http_answer
     from .api.fastpath import ANSWERED_BY_SERVER, log_refusal
 
@@ -241,7 +244,12 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
             """True while a request before the one being read is still queued or being answered."""
             if self.pipeline:
                 return True
-            return self._in_headers and self.cycle is not None and not self.cycle.response_complete
+            return self.cycle is not None and not self._own_cycle() and not self.cycle.response_complete
+
+        def _own_cycle(self) -> bool:
+            """Whether `self.cycle` is the request being read's: not while its headers are still coming, nor
+            when uvicorn failed on them before making its cycle (a target it cannot parse)."""
+            return not self._in_headers and self.cycle is not None and self.cycle.scope is self.scope
 
         def _read_timed_out(self) -> None:
             self._read_deadline = None
@@ -257,24 +265,33 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
         def _log_answer(self, error: ApiError, request_id: str) -> None:
             """Log the server's own answer to the request being read as an embedding route's row (as for a
             413), and mark it for its application, which sees the client gone: the row is this one, not a 499."""
-            method, path = self._request_line()
-            if not self._in_headers and self.cycle is not None:
-                self.cycle.scope[ANSWERED_BY_SERVER] = True
-            caller = self.client[0] if self.client else ""
-            log_refusal(method, path, error, request_id, caller, (self.loop.time() - self._began_at) * 1000)
+            try:
+                method, path = self._request_line()
+                if not self._in_headers:
+                    self.scope[ANSWERED_BY_SERVER] = True
+                caller = self.client[0] if self.client else ""
+                log_refusal(method, path, error, request_id, caller, (self.loop.time() - self._began_at) * 1000)
+            except Exception:  # a log row is not worth the connection's handling
+                logger.exception("could not log the answer %d to a request", error.status_code)
+
+        def _request_id(self) -> str:
+            """The x-request-id of the server's own answer: the client's, where its headers are known to be its."""
+            if self._request_line() == ("", ""):
+                return new_request_id()
+            return raw_request_id(next((value for name, value in self.headers if name == b"x-request-id"), None))
 
         def _request_line(self) -> tuple[str, str]:
             """The method and path of the request being read; ("", "") until they are known to be whole."""
-            if not self._in_headers and self.cycle is not None:
-                return self.cycle.scope.get("method", ""), self.cycle.scope.get("path", "")
+            if not self._in_headers:  # uvicorn has read them into this request's scope (unless it failed to)
+                return self.scope.get("method", ""), self.scope.get("path", "")
             if not (self._mid_message and self.headers):
                 # Only a header line read after it shows the parser has this request's whole target.
                 return "", ""
             try:
-                path = urllib.parse.unquote(httptools.parse_url(self.url).path.decode("latin-1"))
+                target = httptools.parse_url(self.url).path or b""  # none in an absolute URL without a path
             except httptools.HttpParserInvalidURLError:
                 return "", ""
-            return self.parser.get_method().decode("latin-1"), path
+            return self.parser.get_method().decode("latin-1"), urllib.parse.unquote(target.decode("latin-1"))
 
         def send_400_response(self, msg: str) -> None:
             # uvicorn calls this inside its `except httptools.HttpParserError`: the error says what is wrong.
@@ -282,11 +299,11 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
             error = MalformedHttp(f"the request is not valid HTTP/1.1: {found}" if str(found or "") else None)
             self._stop_read_deadline()
             self._begun = False
-            queued = not self._in_headers and bool(self.pipeline) and self.pipeline[0][0] is self.cycle
+            queued = self._own_cycle() and bool(self.pipeline) and self.pipeline[0][0] is self.cycle
             if queued:
                 self.pipeline.popleft()  # its body is malformed and it waited behind another: it is not run
             if queued or self._answer_owed():
-                request_id = new_request_id()
+                request_id = self._request_id()
                 self._refusal = raw_http_answer(error, request_id)  # after the answers owed before it
                 self._log_answer(error, request_id)
                 return
@@ -295,11 +312,13 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
         def _answer_and_close(self, error: ApiError) -> None:
             """Answer `error` to the request being read, unless its own answer has begun (nothing can follow
             that), and close the connection."""
-            if self._in_headers or self.cycle is None or not self.cycle.response_started:
-                request_id = new_request_id()
-                self.transport.write(raw_http_answer(error, request_id))
-                self._log_answer(error, request_id)
+            if self._own_cycle() and self.cycle.response_started:
+                self.transport.close()  # its own answer has begun: nothing can follow it
+                return
+            request_id = self._request_id()
+            self.transport.write(raw_http_answer(error, request_id))
             self.transport.close()
+            self._log_answer(error, request_id)  # after the close: a failure here cannot leave it open
 
         def on_response_complete(self) -> None:
             queued = bool(self.pipeline)  # uvicorn starts the next queued request, if there is one

@@ -120,6 +120,7 @@ def test_answers_owed_before_a_malformed_request_on_the_connection_come_first(se
     [
         pytest.param(b"GET /health HTTP/1.1\r\n" + HOST, id="headers"),
         pytest.param(b"\r\nGET /hea", id="first-line-after-an-empty-line"),
+        pytest.param(b"GET http://example.com HTTP/1.1\r\n" + HOST + b"Accept: */*\r\n", id="absolute-url-no-path"),
         pytest.param(
             b"POST /embed HTTP/1.1\r\n"
             + HOST
@@ -204,7 +205,9 @@ def test_the_servers_own_answers_to_embedding_routes_are_logged_with_their_statu
     # Last in this module: it stops the module's server to read the flushed log.
     json_head = HOST + b"Content-Type: application/json\r\n"
     sent = {
-        "stalled-body": b"POST /embed HTTP/1.1\r\n" + json_head + b"Content-Length: 40\r\n\r\n{",
+        "stalled-body": b"POST /embed HTTP/1.1\r\n"
+        + json_head
+        + b"X-Request-ID: stalled-7\r\nContent-Length: 40\r\n\r\n{",
         "stalled-head": b"GET /get_vector?sentence=hi HTTP/1.1\r\n" + HOST + b"Accept: application/json\r\n",
         "stalled-other-route": b"GET /health HTTP/1.1\r\n" + HOST + b"Accept: application/json\r\n",
         "malformed-body": b"POST /v1/embeddings HTTP/1.1\r\n" + json_head + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
@@ -214,11 +217,27 @@ def test_the_servers_own_answers_to_embedding_routes_are_logged_with_their_statu
         answers, _, _ = exchange(server, [request_bytes])
         assert error_of(answers[0], 400 if name.startswith("malformed") else 408)
         ids[name] = request_id_of(answers[0])
+    assert ids["stalled-body"] == "stalled-7"  # the client's id comes back, and names the row
+    # A body declared over the limit gets its 413; what the client still sends during the linger that
+    # follows starts no read timeout (a second answer, a second row).
+    too_large = b"POST /embed HTTP/1.1\r\n" + json_head + b"X-Request-ID: refused-9\r\nContent-Length: 99999999\r\n\r\n"
+    answers, closed, _ = exchange(server, [too_large, b"x" * 1000])
+    assert [head.split(b" ")[1] for head, _ in answers] == [b"413"] and closed, answers
+    # A valid request, then one uvicorn refuses before making it a request of its own (a target with no
+    # path): the refusal must not be logged under the valid one's route, nor take its row.
+    answers, _, _ = exchange(server, [VALID + b"GET http://example.com HTTP/1.1\r\n" + HOST + b"\r\n"])
+    assert answers[0][0].startswith(b"HTTP/1.1 200 "), answers
     stop_server(server)  # the log is flushed before the process exits
     with sqlite3.connect(server.log_path.parent / "db.sqlite3") as db:
         query = "select endpoint, status, error_code, total_ms from vectors_requestlog where request_id = ?"
         rows = {name: db.execute(query, (request_id,)).fetchall() for name, request_id in ids.items()}
         gone = db.execute("select count(*) from vectors_requestlog where status = 499").fetchone()[0]
+        refused = db.execute(
+            "select endpoint, status from vectors_requestlog where request_id = 'refused-9'"
+        ).fetchall()
+        get_vector_400 = db.execute(
+            "select count(*) from vectors_requestlog where endpoint = 'get_vector' and status = 400"
+        ).fetchone()[0]
     assert [row[:3] for row in rows["stalled-body"]] == [("tei", 408, "request_timeout")], rows
     assert [row[:3] for row in rows["stalled-head"]] == [("get_vector", 408, "request_timeout")], rows
     assert rows["stalled-other-route"] == [], rows  # only the embedding routes are logged, as for a 413
@@ -226,3 +245,5 @@ def test_the_servers_own_answers_to_embedding_routes_are_logged_with_their_statu
     took_ms = [row[3] for row in rows["stalled-body"] + rows["stalled-head"]]
     assert all(READ_TIMEOUT_S * 1000 <= ms < (READ_TIMEOUT_S + 3) * 1000 for ms in took_ms), rows
     assert gone == 0, "a request the server answered itself was logged as a client that went away"
+    assert get_vector_400 == 0, "a refusal was logged under the route of the request before it"
+    assert refused == [("tei", 413)]

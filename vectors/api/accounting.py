@@ -9,6 +9,13 @@ from . import core
 new_request_id = new_id  # the x-request-id of a request that brought none
 
 
+def raw_request_id(sent: bytes | None) -> str:
+    """The x-request-id for an answer a server writes on the socket itself: the client's, where it is what
+    a server would accept in a raw header (printable ASCII, at most 200 characters), else one of our own."""
+    text = (sent or b"").decode("latin-1")
+    return text if text and text.isascii() and text.isprintable() and len(text) <= 200 else new_request_id()
+
+
 def timing_headers(request_id: str, total_ms: float, outcome: core.EmbedOutcome | None) -> list[tuple[str, str]]:
     """Return TEI-style timing headers (ms) plus the request id and batch size."""
     headers = [("x-request-id", request_id), ("x-total-time", f"{total_ms:.2f}")]

@@ -44,8 +44,8 @@ class ClientGone(Exception):
 
 
 # Set in a request's scope by a server that answered the request itself while the application was still
-# reading its body (uvicorn's read timeout: 408). The application then sees the client gone, but the
-# request is the server's to log, with the status it answered, not a 499 of ours.
+# reading its body (uvicorn: the read timeout's 408, a malformed body's 400). The application then sees the
+# client gone, but the request is the server's to log, with the status it answered, not a 499 of ours.
 ANSWERED_BY_SERVER = "embedservice.answered_by_server"
 
 

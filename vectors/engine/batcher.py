@@ -387,6 +387,7 @@ class MicroBatcher:
                 self._watch(lane, len(texts))
                 try:
                     rows, counts = rows_and_counts(await loop.run_in_executor(executor, function, texts))
+                    unit = unit_rows(rows)
                 except Exception as exc:  # noqa: BLE001 - this request alone fails
                     self.counters.failed += 1
                     if not piece.pending.future.done():
@@ -399,7 +400,7 @@ class MicroBatcher:
                     self._call_ended(lane)
                 elapsed_ms = (self.clock() - started) * 1000
                 self._record(len(texts), 1, elapsed_ms)
-                piece.pending.fill(piece.start, piece.stop, rows, elapsed_ms, len(texts), counts, unit_rows(rows))
+                piece.pending.fill(piece.start, piece.stop, rows, elapsed_ms, len(texts), counts, unit)
         finally:
             self._release(lane, wide)
 
