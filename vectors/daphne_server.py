@@ -177,7 +177,6 @@ def refuse(request: object, error: PayloadTooLarge) -> None:
     if hasattr(transport, "loseWriteConnection"):
         transport.loseWriteConnection()
     reactor.callLater(LINGER_S, transport.loseConnection)
-    # Twisted has the method and path of the request line on its channel only (the request gets them last).
     log_server_answer(channel, error, request_id, 0.0)
 
 

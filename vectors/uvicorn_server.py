@@ -276,9 +276,13 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
 
         def _request_id(self) -> str:
             """The x-request-id of the server's own answer: the client's, where its headers are known to be its."""
-            if self._request_line() == ("", ""):
-                return new_request_id()
-            return raw_request_id(next((value for name, value in self.headers if name == b"x-request-id"), None))
+            try:
+                if self._request_line() != ("", ""):
+                    sent = next((value for name, value in self.headers if name == b"x-request-id"), None)
+                    return raw_request_id(sent)
+            except Exception:  # the answer goes out whatever this finds
+                logger.exception("could not read the request's x-request-id")
+            return new_request_id()
 
         def _request_line(self) -> tuple[str, str]:
             """The method and path of the request being read; ("", "") until they are known to be whole."""
