@@ -219,6 +219,16 @@ def current_request(channel: object) -> object | None:
     return requests[-1] if requests else None
 
 
+def answer_and_close(channel: object, error: ApiError, total_ms: float) -> None:
+    """Write Twisted's side's own answer `error` to the request being read, close the connection, log it."""
+    from .api.errors import raw_http_answer
+
+    request_id = request_id_for(channel)
+    channel.transport.write(raw_http_answer(error, request_id))  # type: ignore[attr-defined]
+    channel.loseConnection()  # type: ignore[attr-defined]
+    log_server_answer(channel, error, request_id, total_ms)
+
+
 def request_id_for(channel: object) -> str:
     """The x-request-id of the server's own answer to the request being read: the client's where it sent one."""
     from .api.accounting import raw_request_id
@@ -246,7 +256,7 @@ def answer_malformed_requests_in_json() -> None:
     """Answer what Twisted's parser refuses with the API's JSON 400, where Twisted wrote an empty one."""
     from twisted.web import http
 
-    from .api.errors import MalformedHttp, raw_http_answer
+    from .api.errors import MalformedHttp
 
     error = MalformedHttp(
         "the request is not valid HTTP/1.1: its request line, a header, the headers' size "
@@ -255,10 +265,7 @@ def answer_malformed_requests_in_json() -> None:
 
     def respond_and_disconnect(channel: object) -> None:
         stop_read_deadline(channel)
-        request_id = request_id_for(channel)
-        channel.transport.write(raw_http_answer(error, request_id))  # type: ignore[attr-defined]
-        channel.loseConnection()  # type: ignore[attr-defined]
-        log_server_answer(channel, error, request_id, 0.0)
+        answer_and_close(channel, error, 0.0)
 
     http.HTTPChannel._respondToBadRequestAndDisconnect = respond_and_disconnect  # type: ignore[method-assign]
 
@@ -274,7 +281,7 @@ def read_requests_within(seconds: float) -> None:
     from twisted.internet import reactor
     from twisted.web import http
 
-    from .api.errors import RequestTimeout, raw_http_answer
+    from .api.errors import RequestTimeout
 
     channel_class = http.HTTPChannel
     if getattr(channel_class.dataReceived, "read_deadline", False):
@@ -288,10 +295,8 @@ def read_requests_within(seconds: float) -> None:
         channel.__dict__.pop("_read_deadline", None)  # type: ignore[attr-defined]
         if getattr(channel.transport, "disconnecting", False) or channel.__dict__.get("_answered"):  # type: ignore[attr-defined]
             return  # answered and closing already (a 400; a 413, whose linger closes it)
-        error, request_id = RequestTimeout.after(channel_class.read_timeout_s), request_id_for(channel)
-        channel.transport.write(raw_http_answer(error, request_id))  # type: ignore[attr-defined]
-        channel.loseConnection()  # type: ignore[attr-defined]
-        log_server_answer(channel, error, request_id, (time.monotonic() - started) * 1000)
+        error = RequestTimeout.after(channel_class.read_timeout_s)
+        answer_and_close(channel, error, (time.monotonic() - started) * 1000)
 
     def dataReceived(channel: object, data: bytes) -> None:  # noqa: N802 - Twisted's name
         data_received(channel, data)
