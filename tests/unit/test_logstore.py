@@ -15,7 +15,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from tests.conftest import POSTGRES_SERVER, postgres_database
 from vectors import conf, retention
-from vectors.logstore import DatabaseSink
+from vectors.logstore import FIELDS, DatabaseSink
 from vectors.models import RequestLog
 from vectors.recorder import LogEntry, Recorder
 
@@ -32,6 +32,26 @@ def test_a_batch_is_inserted_with_every_field(any_db):
     row = rows.get(request_id="s7")
     assert (row.total_ms, row.queue_ms, row.inference_ms, row.batch_size, row.tokens) == (8.0, 0.5, 2.0, 8, 7)
     sink.close()
+
+
+def test_each_field_reads_back_through_the_orm_as_it_was_logged(any_db):
+    """The sink writes its own INSERT: every value, the time to the microsecond and the empty ones included,
+    must come back through the ORM as bulk_create would have stored it, and the time filters must find it."""
+    logged = LogEntry(
+        "r-1", datetime(2026, 5, 4, 3, 2, 1, 123456, tzinfo=UTC), "tei", "minilm", "key:ops", 429,
+        error_code="queue_full", inputs=3, tokens=0, total_ms=0.25, text_sample="héllo ✓",
+    )  # fmt: skip
+    sink = DatabaseSink(any_db)
+    assert sink.write([logged]) == 0
+    sink.close()
+    rows = RequestLog.objects.using(any_db)
+    row = rows.get()
+    assert {name: getattr(row, name) for name in FIELDS} == {name: getattr(logged, name) for name in FIELDS}
+    assert rows.filter(created_at__gte=logged.created_at, created_at__lt=logged.created_at + timedelta(microseconds=1))
+    assert not rows.filter(created_at__gt=logged.created_at)
+    orm = RequestLog(**{name: getattr(logged, name) for name in FIELDS} | {"entry_id": "orm", "request_id": "r-2"})
+    rows.bulk_create([orm])
+    assert rows.filter(created_at=logged.created_at).count() == 2, "stored in the form the ORM stores it in"
 
 
 def request_ids(using: str) -> list[str]:
