@@ -117,3 +117,34 @@ async def test_unknown_route_and_wrong_method_answer_json(client):
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     wrong = await client.get("/v1/embeddings")
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "param"),
+    [
+        (
+            "/similarity",
+            b'{"inputs": {"source_sentence": "a \\ud83d b", "sentences": ["x"]}}',
+            "inputs.source_sentence",
+        ),
+        ("/v1/embeddings", b'{"input": "x", "model": "m\\udc00"}', "model"),
+    ],
+)
+async def test_a_lone_surrogate_in_a_string_field_is_named_by_its_code_point(client, path, raw, param):
+    error = (await post_raw(client, path, raw)).json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_request", param)
+    assert ("U+D83D" if path == "/similarity" else "U+DC00") in error["message"], error
+
+
+@pytest.mark.parametrize("text", ["\ud800", "ok \udfff", "🙂 a\ud83d", "x" * 500 + "\udc01"])
+def test_get_vector_s_sentence_refuses_a_lone_surrogate_with_drf_s_message(text):
+    from rest_framework.exceptions import ValidationError
+
+    from vectors.api.endpoints import validated
+    from vectors.api.serializers import GetVectorQuerySerializer
+
+    surrogate = next(c for c in text if 0xD800 <= ord(c) <= 0xDFFF)
+    with pytest.raises(ValidationError) as refused:
+        validated(GetVectorQuerySerializer, {"sentence": text})
+    assert str(refused.value.detail["sentence"][0]) == f"Surrogate characters are not allowed: U+{ord(surrogate):X}."
+    assert validated(GetVectorQuerySerializer, {"sentence": "ok 🙂 é"}) == {"sentence": "ok 🙂 é"}

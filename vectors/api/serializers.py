@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from .. import conf
 
@@ -147,7 +148,33 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
-class StrictCharField(serializers.CharField):
+class NoSurrogates(ProhibitSurrogateCharactersValidator):
+    """DRF's check that a text holds no lone surrogate, with its message, at C speed.
+
+    DRF's own looks at every character in a Python loop: 5 us for a 100-character sentence, about 40 % of
+    validating `GET /get_vector` on the event loop, and more for longer texts. A string encodes to UTF-8
+    exactly when it holds no lone surrogate; only a text that does not is handed to DRF's loop, which
+    names the first one.
+    """
+
+    def __call__(self, value: object) -> None:
+        try:
+            str(value).encode("utf-8")
+        except UnicodeEncodeError:
+            super().__call__(value)
+
+
+class TextField(serializers.CharField):
+    """DRF's CharField, with its lone-surrogate check done by `NoSurrogates`."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.validators = [
+            NoSurrogates() if type(v) is ProhibitSurrogateCharactersValidator else v for v in self.validators
+        ]
+
+
+class StrictCharField(TextField):
     """A JSON string only; DRF's own would turn 12 into "12"."""
 
     def to_internal_value(self, data: object) -> str:
@@ -224,7 +251,7 @@ class SimilarityRequestSerializer(serializers.Serializer):
 class GetVectorQuerySerializer(serializers.Serializer):
     """The write-up's `GET /get_vector?sentence=`."""
 
-    sentence = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    sentence = TextField(allow_blank=True, trim_whitespace=False)
 
     def validate_sentence(self, value: str) -> str:
         return _check_text(value, "sentence", conf.limits().max_input_chars)
