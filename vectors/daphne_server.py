@@ -96,6 +96,7 @@ def limit_request_bodies(limit_bytes: int) -> None:
     process = WebRequest.process
 
     def gotLength(request: WebRequest, length: int | None) -> None:  # noqa: N802 - Twisted's name
+        request.head_read_at = time.monotonic()  # when its head was whole: what a refusal's row times from
         request.body_bytes = 0
         request.refused = False
         if length is not None and length > WebRequest.body_limit_bytes:
@@ -177,7 +178,13 @@ def refuse(request: object, error: PayloadTooLarge) -> None:
     if hasattr(transport, "loseWriteConnection"):
         transport.loseWriteConnection()
     reactor.callLater(LINGER_S, transport.loseConnection)
-    log_server_answer(channel, error, request_id, 0.0)
+    log_server_answer(channel, error, request_id, ms_since_head(request))
+
+
+def ms_since_head(request: object | None) -> float:
+    """Milliseconds since Twisted had the head of `request` whole (0 before, or without a request)."""
+    head_read_at = getattr(request, "head_read_at", None)
+    return 0.0 if head_read_at is None else (time.monotonic() - head_read_at) * 1000
 
 
 def forget_requests_without_application(connections: dict) -> None:
@@ -265,7 +272,7 @@ def answer_malformed_requests_in_json() -> None:
 
     def respond_and_disconnect(channel: object) -> None:
         stop_read_deadline(channel)
-        answer_and_close(channel, error, 0.0)
+        answer_and_close(channel, error, ms_since_head(current_request(channel)))
 
     http.HTTPChannel._respondToBadRequestAndDisconnect = respond_and_disconnect  # type: ignore[method-assign]
 

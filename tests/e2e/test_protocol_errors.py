@@ -210,11 +210,13 @@ def test_the_servers_own_answers_to_embedding_routes_are_logged_with_their_statu
         + b"X-Request-ID: stalled-7\r\nContent-Length: 40\r\n\r\n{",
         "stalled-head": b"GET /get_vector?sentence=hi HTTP/1.1\r\n" + HOST + b"Accept: application/json\r\n",
         "stalled-other-route": b"GET /health HTTP/1.1\r\n" + HOST + b"Accept: application/json\r\n",
-        "malformed-body": b"POST /v1/embeddings HTTP/1.1\r\n" + json_head + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+        # The bad chunk comes 0.6 s after the head: the row's time counts from the request, not from the refusal.
+        "malformed-body": b"POST /v1/embeddings HTTP/1.1\r\n" + json_head + b"Transfer-Encoding: chunked\r\n\r\n",
     }
     ids = {}
     for name, request_bytes in sent.items():
-        answers, _, _ = exchange(server, [request_bytes])
+        later = [b"zz\r\n"] if name == "malformed-body" else []
+        answers, _, _ = exchange(server, [request_bytes, *later], pause_s=0.6 if later else 0.0)
         assert error_of(answers[0], 400 if name.startswith("malformed") else 408)
         ids[name] = request_id_of(answers[0])
     assert ids["stalled-body"] == "stalled-7"  # the client's id comes back, and names the row
@@ -242,6 +244,7 @@ def test_the_servers_own_answers_to_embedding_routes_are_logged_with_their_statu
     assert [row[:3] for row in rows["stalled-head"]] == [("get_vector", 408, "request_timeout")], rows
     assert rows["stalled-other-route"] == [], rows  # only the embedding routes are logged, as for a 413
     assert [row[:3] for row in rows["malformed-body"]] == [("openai", 400, "malformed_http")], rows
+    assert 500 <= rows["malformed-body"][0][3] < 3000, rows  # uvloop's clock counts whole ms
     took_ms = [row[3] for row in rows["stalled-body"] + rows["stalled-head"]]
     assert all(READ_TIMEOUT_S * 1000 <= ms < (READ_TIMEOUT_S + 3) * 1000 for ms in took_ms), rows
     assert gone == 0, "a request the server answered itself was logged as a client that went away"
