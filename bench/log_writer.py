@@ -9,7 +9,9 @@ rows to its request log, so give it a scratch database.
 
 The writer thread runs in the serving process and holds the GIL while it builds its statements, so its
 CPU a row is taken from the event loop and the model. Process CPU time, so other people's load on the
-machine changes the figure less than wall time; quote the median of a few runs.
+machine changes the figure less than wall time; quote the median of a few runs. As in the service, SQLite
+(CONN_MAX_AGE 0) connects afresh for every batch and PostgreSQL keeps its connection, so compare a
+database with itself (before and after a change), not SQLite with PostgreSQL.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def main() -> None:
             for i in range(args.rows)
         ]  # fmt: skip
 
-    sink.write(batch())  # untimed: the connection, the statement's first preparation
+    sink.write(batch())  # untimed: imports and first calls
     per_row = []
     for _ in range(args.runs):
         batches = [batch() for _ in range(args.batches)]

@@ -7,13 +7,12 @@ import logging
 import time
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 from django.db import DataError, IntegrityError, connections, transaction
 from django.db import Error as DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
-from django.db.models.constants import OnConflict
 
 from . import retention
 from .logwriter import LogEntry
@@ -25,35 +24,48 @@ FIELDS = tuple(f.name for f in fields(LogEntry))
 
 
 def insert_statement(connection: BaseDatabaseWrapper) -> str:
-    """One row's INSERT into RequestLog, skipping a row whose `entry_id` is stored already, in the database's
-    own dialect (Django's, as `bulk_create(ignore_conflicts=True)` writes it)."""
-    ops = connection.ops
-    model_fields = columns_of_entries()
-    columns = ", ".join(ops.quote_name(field.column) for field in model_fields)
-    placeholders = ", ".join(["%s"] * len(model_fields))
-    table = ops.quote_name(RequestLog._meta.db_table)
-    suffix = ops.on_conflict_suffix_sql(model_fields, OnConflict.IGNORE, None, None)
-    return f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {table} ({columns}) VALUES ({placeholders}) {suffix}"
+    """One row's INSERT into RequestLog that skips a row whose `entry_id` is stored already.
+
+    `ON CONFLICT DO NOTHING` (PostgreSQL, SQLite 3.24+) skips uniqueness conflicts only, so a row that breaks
+    another constraint (a negative status, a NULL where none may be) still fails and is refused alone, with
+    a warning. `bulk_create(ignore_conflicts=True)`, which this replaces, writes SQLite's `INSERT OR IGNORE`,
+    which dropped such a row without a word.
+    """
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(column.field.column) for column in columns_of_entries())
+    placeholders = ", ".join(["%s"] * len(FIELDS))
+    return f"INSERT INTO {quote(RequestLog._meta.db_table)} ({columns}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"
 
 
-# Values every database driver takes as they are; the rest (the time) are converted by their model field.
-PLAIN_TYPES = frozenset({str, int, float, type(None)})
+@dataclass(frozen=True)
+class Column:
+    """A RequestLog field that a LogEntry field fills, and the one value type it stores as it comes."""
+
+    field: Field
+    plain: type | None  # str, int or float: passed to the driver unconverted; else the field converts it
+
+    def value(self, value: object, connection: BaseDatabaseWrapper) -> object:
+        if type(value) is self.plain or (value is None and self.field.null):
+            return value
+        return self.field.get_db_prep_save(value, connection)
 
 
-def row_values(entry: LogEntry, connection: BaseDatabaseWrapper) -> tuple:
-    """`entry`'s values as the database stores them: a datetime converted by its model field as the ORM does
-    (naive UTC text on SQLite), a string or a number as it is."""
-    values = []
-    for field in columns_of_entries():
-        value = getattr(entry, field.name)
-        values.append(value if type(value) in PLAIN_TYPES else field.get_db_prep_save(value, connection))
-    return tuple(values)
+PLAIN_TYPES = {"CharField": str, "FloatField": float, "PositiveIntegerField": int, "PositiveSmallIntegerField": int}
 
 
 @functools.cache
-def columns_of_entries() -> tuple[Field, ...]:
-    """RequestLog's fields for LogEntry's, in LogEntry's order."""
-    return tuple(RequestLog._meta.get_field(name) for name in FIELDS)
+def columns_of_entries() -> tuple[Column, ...]:
+    """RequestLog's columns for LogEntry's fields, in LogEntry's order."""
+    model_fields = [RequestLog._meta.get_field(name) for name in FIELDS]
+    return tuple(Column(field, PLAIN_TYPES.get(field.get_internal_type())) for field in model_fields)
+
+
+def row_values(entry: LogEntry, connection: BaseDatabaseWrapper) -> tuple:
+    """`entry`'s values as the ORM would store them: each converted by its model field (the time to naive
+    UTC text on SQLite), except a value already of its column's plain type (a string for a CharField, an
+    int for an integer field, a float for a FloatField, None where NULL is allowed), which the field would
+    return unchanged."""
+    return tuple(column.value(getattr(entry, column.field.name), connection) for column in columns_of_entries())
 
 
 class DatabaseSink:
@@ -86,10 +98,12 @@ class DatabaseSink:
         return refused
 
     def _insert(self, connection: BaseDatabaseWrapper, entries: Sequence[LogEntry]) -> None:
-        """Insert `entries` in one transaction, one prepared statement for all rows.
+        """Insert `entries` in one transaction, one statement executed for every row (prepared once on SQLite,
+        pipelined on PostgreSQL).
 
-        Not `bulk_create`: it builds a model instance and the SQL text for every row, about 55 us of CPU a
-        row on the writer thread, which takes the GIL from the event loop; this is about 10 us a row.
+        Not `bulk_create`: it builds a model instance and the SQL text for every row, on the writer thread,
+        which holds the GIL against the event loop meanwhile: about three times the CPU a row on SQLite
+        (`bench/log_writer.py`).
         """
         values = [row_values(entry, connection) for entry in entries]
         with transaction.atomic(using=self.using), connection.cursor() as cursor:

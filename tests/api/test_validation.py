@@ -148,3 +148,13 @@ def test_get_vector_s_sentence_refuses_a_lone_surrogate_with_drf_s_message(text)
         validated(GetVectorQuerySerializer, {"sentence": text})
     assert str(refused.value.detail["sentence"][0]) == f"Surrogate characters are not allowed: U+{ord(surrogate):X}."
     assert validated(GetVectorQuerySerializer, {"sentence": "ok 🙂 é"}) == {"sentence": "ok 🙂 é"}
+
+
+def test_text_fields_check_for_lone_surrogates_at_c_speed_not_with_drf_s_loop():
+    from rest_framework.validators import ProhibitSurrogateCharactersValidator
+
+    from vectors.api.serializers import EmbeddingsRequestSerializer, GetVectorQuerySerializer, NoSurrogates
+
+    for field in (GetVectorQuerySerializer().fields["sentence"], EmbeddingsRequestSerializer().fields["model"]):
+        kinds = [type(validator) for validator in field.validators]
+        assert NoSurrogates in kinds and ProhibitSurrogateCharactersValidator not in kinds, kinds

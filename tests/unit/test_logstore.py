@@ -101,12 +101,33 @@ def test_the_recorder_retrying_a_batch_that_had_committed_stores_each_request_on
     assert recorder.written == 4 and recorder.dropped == {}
 
 
-def test_an_invalid_row_is_refused_alone_on_postgresql(pg):
-    sink = DatabaseSink(pg)
-    bad = replace(entry(2), status=-1)  # violates the positive status check
-    assert sink.write([entry(1), bad, entry(3)]) == 1
-    assert sorted(RequestLog.objects.using(pg).values_list("request_id", flat=True)) == ["s1", "s3"]
+def test_an_invalid_row_is_refused_alone_and_a_stored_one_skipped(any_db, caplog):
+    sink = DatabaseSink(any_db)
+    stored = entry(4)
+    assert sink.write([stored]) == 0
+    bad = replace(entry(2), status=-1)  # violates the positive status check (SQLite's INSERT OR IGNORE hid it)
+    assert sink.write([entry(1), bad, entry(3), stored]) == 1
+    assert sorted(RequestLog.objects.using(any_db).values_list("request_id", flat=True)) == ["s1", "s3", "s4"]
+    assert "row s2 refused" in caplog.text
     sink.close()
+
+
+def test_log_entries_fill_every_column_of_the_table():
+    """The sink's INSERT names LogEntry's fields only: a column without one would get no value at all."""
+    columns = {f.name for f in RequestLog._meta.concrete_fields if not f.primary_key}
+    assert set(FIELDS) == columns
+
+
+def test_values_of_another_type_are_stored_as_the_orm_stores_them(any_db):
+    odd = replace(entry(1), tokens=3.7, model=12, inputs="5", total_ms=2)  # what no caller sends today
+    sink = DatabaseSink(any_db)
+    assert sink.write([odd]) == 0
+    sink.close()
+    rows = RequestLog.objects.using(any_db)
+    rows.bulk_create([RequestLog(**{name: getattr(odd, name) for name in FIELDS} | {"entry_id": "orm"})])
+    written, orm = (rows.get(entry_id=odd.entry_id), rows.get(entry_id="orm"))
+    assert [getattr(written, name) for name in FIELDS[:-1]] == [getattr(orm, name) for name in FIELDS[:-1]]
+    assert (written.tokens, written.model, written.inputs, written.total_ms) == (3, "12", 5, 2.0)
 
 
 def test_the_sink_trims_the_table_to_max_rows_at_most_once_a_minute(any_db):
