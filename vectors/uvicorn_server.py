@@ -288,8 +288,9 @@ def _tolerant_httptools_protocol(read_timeout_s: float = 0) -> object:
             """The method and path of the request being read; ("", "") until they are known to be whole."""
             if not self._in_headers:  # uvicorn has read them into this request's scope (unless it failed to)
                 return self.scope.get("method", ""), self.scope.get("path", "")
-            if not (self._mid_message and self.headers):
-                # Only a header line read after it shows the parser has this request's whole target.
+            if not (self._mid_message and (self.headers or self._held.startswith(b"\r\n"))):
+                # Only a line end after it shows the parser has this request's whole target: a header line it
+                # read, or the line end that `data_received` holds back before an unfinished header line.
                 return "", ""
             try:
                 target = httptools.parse_url(self.url).path or b""  # none in an absolute URL without a path

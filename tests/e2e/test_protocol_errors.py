@@ -209,6 +209,7 @@ def test_the_servers_own_answers_to_embedding_routes_are_logged_with_their_statu
         + json_head
         + b"X-Request-ID: stalled-7\r\nContent-Length: 40\r\n\r\n{",
         "stalled-head": b"GET /get_vector?sentence=hi HTTP/1.1\r\n" + HOST + b"Accept: application/json\r\n",
+        "stalled-first-header": b"GET /get_vector?sentence=hi HTTP/1.1\r\nHo",
         "stalled-other-route": b"GET /health HTTP/1.1\r\n" + HOST + b"Accept: application/json\r\n",
         # The bad chunk comes 0.6 s after the head: the row's time counts from the request, not from the refusal.
         "malformed-body": b"POST /v1/embeddings HTTP/1.1\r\n" + json_head + b"Transfer-Encoding: chunked\r\n\r\n",
@@ -242,10 +243,11 @@ def test_the_servers_own_answers_to_embedding_routes_are_logged_with_their_statu
         ).fetchone()[0]
     assert [row[:3] for row in rows["stalled-body"]] == [("tei", 408, "request_timeout")], rows
     assert [row[:3] for row in rows["stalled-head"]] == [("get_vector", 408, "request_timeout")], rows
+    assert [row[:3] for row in rows["stalled-first-header"]] == [("get_vector", 408, "request_timeout")], rows
     assert rows["stalled-other-route"] == [], rows  # only the embedding routes are logged, as for a 413
     assert [row[:3] for row in rows["malformed-body"]] == [("openai", 400, "malformed_http")], rows
     assert 500 <= rows["malformed-body"][0][3] < 3000, rows  # uvloop's clock counts whole ms
-    took_ms = [row[3] for row in rows["stalled-body"] + rows["stalled-head"]]
+    took_ms = [row[3] for row in rows["stalled-body"] + rows["stalled-head"] + rows["stalled-first-header"]]
     assert all(READ_TIMEOUT_S * 1000 <= ms < (READ_TIMEOUT_S + 3) * 1000 for ms in took_ms), rows
     assert gone == 0, "a request the server answered itself was logged as a client that went away"
     assert get_vector_400 == 0, "a refusal was logged under the route of the request before it"
