@@ -89,32 +89,35 @@ class DatabaseSink:
     def write(self, entries: Sequence[LogEntry]) -> int:
         connection = connections[self.using]
         connection.close_if_unusable_or_obsolete()
+        statement = insert_statement(connection)
+        rows = [row_values(entry, connection) for entry in entries]
         try:
-            self._insert(connection, entries)
+            self._insert(connection, statement, rows)
             refused = 0
         except (IntegrityError, DataError):
-            refused = self._one_by_one(connection, entries)
+            refused = self._one_by_one(connection, statement, entries, rows)
         self._maybe_trim()
         return refused
 
-    def _insert(self, connection: BaseDatabaseWrapper, entries: Sequence[LogEntry]) -> None:
-        """Insert `entries` in one transaction, one statement executed for every row (prepared once on SQLite,
+    def _insert(self, connection: BaseDatabaseWrapper, statement: str, rows: Sequence[tuple]) -> None:
+        """Insert `rows` in one transaction, one statement executed for every row (prepared once on SQLite,
         pipelined on PostgreSQL).
 
         Not `bulk_create`: it builds a model instance and the SQL text for every row, on the writer thread,
         which holds the GIL against the event loop meanwhile: about three times the CPU a row on SQLite
         (`bench/log_writer.py`).
         """
-        values = [row_values(entry, connection) for entry in entries]
         with transaction.atomic(using=self.using), connection.cursor() as cursor:
-            cursor.executemany(insert_statement(connection), values)
+            cursor.executemany(statement, rows)
 
-    def _one_by_one(self, connection: BaseDatabaseWrapper, entries: Sequence[LogEntry]) -> int:
+    def _one_by_one(
+        self, connection: BaseDatabaseWrapper, statement: str, entries: Sequence[LogEntry], rows: Sequence[tuple]
+    ) -> int:
         """Insert rows singly so one invalid row costs only itself; return how many were refused."""
         refused = 0
-        for entry in entries:
+        for entry, row in zip(entries, rows, strict=True):
             try:
-                self._insert(connection, [entry])
+                self._insert(connection, statement, [row])
             except (IntegrityError, DataError) as exc:
                 refused += 1
                 logger.warning("request log: row %s refused: %s", entry.request_id, exc)
