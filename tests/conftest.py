@@ -24,6 +24,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
+GIB = 1024**3
+MAX_WORKERS = 4  # each worker may hold up to six live servers (the per-session ones) and a model
+GIB_PER_WORKER = 6
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto` (pyproject's addopts): one worker a core, at most MAX_WORKERS and GIB_PER_WORKER of memory each.
+
+    Most of a test's time is a server starting (imports) or a timeout running out, so two workers on two
+    cores finish in about two thirds of the time of one; past four they would mostly add servers."""
+    cores = len(os.sched_getaffinity(0))
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, min(cores, MAX_WORKERS, memory // (GIB_PER_WORKER * GIB)))
 
 
 @pytest.fixture(scope="session")
