@@ -34,7 +34,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
     Most of a test's time is a server starting (imports) or a timeout running out, so two workers on two
     cores finish in about two thirds of the time of one; past four they would mostly add servers."""
-    cores = len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return max(1, min(cores, MAX_WORKERS, memory // (GIB_PER_WORKER * GIB)))
 
@@ -151,13 +151,30 @@ def stop_server(server: LiveServer, timeout_s: float = 30) -> int:
     return server.process.returncode
 
 
-@pytest.fixture(scope="session", params=["daphne", "uvicorn"])
-def embed_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
-    """One real server per ASGI server for the whole session (default settings and model, access log on)."""
-    args = ("--server", request.param, "--access-log")
-    server = start_server(tmp_path_factory.mktemp(f"live-{request.param}"), args=args)
+@pytest.fixture(params=["daphne", "uvicorn"])
+def embed_server(request: pytest.FixtureRequest) -> LiveServer:
+    """One real server per ASGI server for the whole session (default settings and model, access log on).
+
+    Two plain session fixtures behind a parametrized one: pytest keeps one instance of a parametrized
+    session fixture at a time, and under xdist the files reach a worker in an order that made it stop
+    one server and start the other again and again (four starts of each on a worker)."""
+    return request.getfixturevalue(f"embed_server_{request.param}")
+
+
+def _session_server(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LiveServer]:
+    server = start_server(tmp_path_factory.mktemp(f"live-{name}"), args=("--server", name, "--access-log"))
     yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def embed_server_daphne(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    yield from _session_server(tmp_path_factory, "daphne")
+
+
+@pytest.fixture(scope="session")
+def embed_server_uvicorn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    yield from _session_server(tmp_path_factory, "uvicorn")
 
 
 @pytest.fixture
