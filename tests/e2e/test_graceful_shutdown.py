@@ -15,6 +15,8 @@ from tests.conftest import start_server
 
 pytestmark = pytest.mark.e2e
 
+SIGNAL_TAKES_S = 0.5  # at most, from SIGTERM sent to the drain begun
+
 
 @pytest.mark.parametrize("server_name", ["daphne", "uvicorn"])
 async def test_sigterm_during_load_finishes_admitted_requests_and_exits_zero(tmp_path, server_name):
@@ -50,8 +52,12 @@ async def test_sigterm_during_load_finishes_admitted_requests_and_exits_zero(tmp
             server.process.kill()  # never leave a server behind, even when the drain failed
     exited = time.monotonic()
 
+    # The server acts on the signal a moment after it is sent, later on a busy machine (under the parallel
+    # suite the other worker may be starting servers): what was sent within SIGNAL_TAKES_S of it may
+    # have been admitted still, and may end either way.
     before = [status for sent, _, status in results if sent < signalled]
-    after = [status for sent, _, status in results if sent > signalled + 0.05]
+    meanwhile = [status for sent, _, status in results if signalled <= sent <= signalled + SIGNAL_TAKES_S]
+    after = [status for sent, _, status in results if sent > signalled + SIGNAL_TAKES_S]
     # A request the server had read before the signal is admitted and must finish with 200. One still
     # unread in the socket when the drain began is refused cleanly: 503 "draining", never cut or failed.
     assert before.count(200) > 20
@@ -62,6 +68,7 @@ async def test_sigterm_during_load_finishes_admitted_requests_and_exits_zero(tmp
     # After it: 503 "draining", or no connection at all (refused, or a keep-alive connection the server
     # closed as the request was being written: it never reached the application, so nothing was lost).
     assert set(after) <= {"503 draining", "ConnectError", "RemoteProtocolError", "ReadError"}, after
+    assert set(meanwhile) <= {200, "503 draining", "ConnectError", "RemoteProtocolError", "ReadError"}, meanwhile
     assert exit_code == 0, server.log()
     assert exited - signalled < 20
     assert "draining" in server.log() and "stopped" in server.log()

@@ -19,6 +19,7 @@ FAKE_WORKER = textwrap.dedent(
     """
     import os, pathlib, signal, sys, time
     mode, state = os.environ["FAKE_MODE"], pathlib.Path(os.environ["FAKE_STATE"])
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))  # before its file: a test may stop it from then on
     (state / str(os.getpid())).touch()  # one file per process started
     if mode == "boot-fails":
         sys.exit(3)
@@ -30,7 +31,6 @@ FAKE_WORKER = textwrap.dedent(
         (state / "died").touch()
         time.sleep(0.3)
         os.kill(os.getpid(), signal.SIGKILL)
-    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     while True:
         time.sleep(0.05)
     """
@@ -64,7 +64,11 @@ def supervise(tmp_path: Path):
     (tmp_path / "metrics").mkdir()
     env = {**os.environ, "FAKE_STATE": str(state), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
 
-    def run(mode: str, count: int, stop_after_s: float | None = None) -> tuple[int, str, int]:
+    def workers_started() -> int:
+        return len([p for p in state.iterdir() if p.name.isdigit()])
+
+    def run(mode: str, count: int, stop_once_started: int | None = None) -> tuple[int, str, int]:
+        """Run the supervisor; SIGTERM it once `stop_once_started` worker processes have started."""
         supervisor = subprocess.Popen(
             [sys.executable, "-c", SUPERVISOR, str(script), str(count)],
             cwd=ROOT,
@@ -73,18 +77,23 @@ def supervise(tmp_path: Path):
             stderr=subprocess.STDOUT,
             text=True,
         )
-        if stop_after_s is not None:
-            time.sleep(stop_after_s)
+        if stop_once_started is not None:
+            # Wait for the workers themselves, not for a fixed time that a busy machine (a parallel test
+            # worker starting servers) may not be done in; a pool that never gets there fails below.
+            deadline = time.monotonic() + 60
+            while workers_started() < stop_once_started and supervisor.poll() is None:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
             supervisor.send_signal(signal.SIGTERM)
         output, _ = supervisor.communicate(timeout=60)
-        started = len([p for p in state.iterdir() if p.name.isdigit()])
-        return supervisor.returncode, output, started
+        return supervisor.returncode, output, workers_started()
 
     return run
 
 
 def test_a_worker_that_dies_while_serving_is_replaced_and_the_pool_stops_cleanly_later(supervise):
-    code, output, started = supervise("first-dies", 2, stop_after_s=4.0)
+    code, output, started = supervise("first-dies", 2, stop_once_started=3)  # the two and a replacement
     assert "exited with code -9; starting a new one" in output
     replaced = output.count("starting a new one")
     assert started == 2 + replaced
