@@ -26,7 +26,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 1024**3
 MAX_WORKERS = 4
-GIB_PER_WORKER = 6  # a worker holds models and up to four live servers at once: the session's two, a module's, a test's own
+# A worker holds models and up to four live servers at once: the session's two, a module's, a test's own.
+GIB_PER_WORKER = 6
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
