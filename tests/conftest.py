@@ -106,13 +106,19 @@ def migrated_sqlite_file() -> Path:
     return database
 
 
+CALLERS_OWN = ("EMBED_DATA_DIR", "DATABASE_URL", "REDIS_URL")  # never handed to a test's server unasked
+
+
 def start_server(tmp: Path, env_extra: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> LiveServer:
     """Start `manage.py serve --port 0` on loopback and wait until it listens (models warm).
 
-    A new SQLite database starts as a copy of one migrated once per run (a `manage.py migrate` of its
-    own costs 2 s a server); any other database (DATABASE_URL, a data directory used before) is migrated."""
-    env = dict(os.environ)
-    env.setdefault("EMBED_DATA_DIR", str(tmp))
+    The server's data directory, database and channel layer are the test's own: the caller's
+    EMBED_DATA_DIR, DATABASE_URL and REDIS_URL are not passed on (a developer's own, or one database for
+    the servers of two parallel workers); env_extra may set them. A new SQLite database starts as a copy
+    of one migrated once per run (a `manage.py migrate` of its own costs 2 s a server); any other database
+    (DATABASE_URL, a data directory used before) is migrated."""
+    env = {name: value for name, value in os.environ.items() if name not in CALLERS_OWN}
+    env["EMBED_DATA_DIR"] = str(tmp)
     env.update(env_extra or {})
     database = Path(env["EMBED_DATA_DIR"]) / "db.sqlite3"
     if env.get("DATABASE_URL") or database.exists():
