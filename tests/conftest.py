@@ -24,7 +24,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
-GIB = 1024**3
 MAX_WORKERS = 4
 # A worker holds models and up to four live servers at once: the session's two, a module's, a test's own.
 GIB_PER_WORKER = 6
@@ -36,9 +35,11 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     Much of a test's time is a server starting (imports) or a timeout running out: two workers on two cores
     took 0.68-0.80 of one's time (550-654 s against 813 s, 914 tests, a 2-vCPU Zen 3), at 180 % CPU. Each
     worker starts its own session servers, so past four workers they would mostly add servers."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return max(1, min(cores, MAX_WORKERS, memory // (GIB_PER_WORKER * GIB)))
+    from vectors.loadtest.machine import ram_gib, usable_cores
+
+    ram = ram_gib()
+    by_memory = int(ram // GIB_PER_WORKER) if ram else MAX_WORKERS
+    return max(1, min(usable_cores() or 1, MAX_WORKERS, by_memory))
 
 
 @pytest.fixture(scope="session")

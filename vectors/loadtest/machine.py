@@ -33,12 +33,21 @@ def _read(path: str) -> str:
         return ""
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity; all the machine's where there is none); 0: unknown."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 0
+
+
+def ram_gib() -> float | None:
+    """This machine's memory in GiB (MemTotal); None: cannot tell."""
+    return mem_total_gib(_read("/proc/meminfo"))
+
+
 def describe(torch_threads: int | None = None) -> dict:
     """Return the machine as a dict: cpu, cores, RAM, OS, Python and torch (version, threads)."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 0
     try:
         torch_version = version("torch")
     except PackageNotFoundError:
@@ -50,8 +59,8 @@ def describe(torch_threads: int | None = None) -> dict:
     return {
         "cpu": cpu_model(_read("/proc/cpuinfo")) or platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "ram_gib": mem_total_gib(_read("/proc/meminfo")),
+        "usable_cores": usable_cores(),
+        "ram_gib": ram_gib(),
         "os": platform.platform(),
         "python": platform.python_version(),
         "torch": torch_version,
