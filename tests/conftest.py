@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +105,16 @@ def migrated_sqlite_file() -> Path:
     database = data_dir / "db.sqlite3"
     assert not database.with_name("db.sqlite3-wal").exists(), "migrate left its write-ahead log: a copy would miss it"
     return database
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.2) -> bool:
+    """Poll `predicate` until it holds or `timeout_s` has passed; return whether it holds."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()
 
 
 CALLERS_OWN = ("EMBED_DATA_DIR", "DATABASE_URL", "REDIS_URL")  # never handed to a test's server unasked

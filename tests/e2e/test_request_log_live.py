@@ -10,7 +10,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import start_server, stop_server
+from tests.conftest import start_server, stop_server, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -41,15 +41,6 @@ def sqlite_rows(path) -> dict[str, int]:
 def metric(url: str, name: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
-
-
-def wait_until(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 async def test_requests_succeed_while_the_database_is_locked_and_every_row_arrives_after(tmp_path):

@@ -7,12 +7,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 from vectors import workers
 
 FAKE_WORKER = textwrap.dedent(
@@ -80,11 +79,7 @@ def supervise(tmp_path: Path):
         if stop_once_started is not None:
             # Wait for the workers themselves, not for a fixed time that a busy machine (a parallel test
             # worker starting servers) may not be done in; a pool that never gets there fails below.
-            deadline = time.monotonic() + 60
-            while workers_started() < stop_once_started and supervisor.poll() is None:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)
+            wait_until(lambda: workers_started() >= stop_once_started or supervisor.poll() is not None, 60, 0.02)
             supervisor.send_signal(signal.SIGTERM)
         output, _ = supervisor.communicate(timeout=60)
         return supervisor.returncode, output, workers_started()
