@@ -33,6 +33,8 @@ def test_prepare_model_exports_once_then_finds_the_artifact_and_holds_it_to_the_
         first = run("prepare_model")
         second = run("prepare_model", "--model", "fast", "--skip-quality")
         monkeypatch.setitem(guard.TOLERANCES, "int8", guard.Tolerance(0.99999, 0.9999, 1.0))  # out of int8's reach
+        corpus = guard.quality_corpus()
+        monkeypatch.setattr(guard, "quality_corpus", lambda: corpus[:40])  # enough to fall short of it, in less time
         with pytest.raises(CommandError, match="below the quality tolerance: fast"):
             run("prepare_model", "--model", "fast")
     assert "plain: torch fp32 on cpu: nothing to export" in first
