@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from django.db import OperationalError
 
+from tests.conftest import wait_until
 from vectors import conf, metrics, recorder
 from vectors.recorder import LogEntry, Recorder
 
@@ -68,15 +69,6 @@ def make(config: conf.LogConfig = CONFIG, sink: Sink | None = None, clock: FakeC
     if clock is not None:
         rec.clock = clock
     return rec, sink
-
-
-def wait_for(predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def test_add_only_buffers_and_the_writer_thread_writes():
@@ -191,7 +183,7 @@ def test_rows_added_while_the_database_is_down_arrive_once_it_is_back():
     rec, _ = make(replace(CONFIG, flush_ms=5), sink=sink)
     for i in range(50):
         rec.add(entry(i))
-    assert wait_for(lambda: len(sink.attempts) >= 3)
+    assert wait_until(lambda: len(sink.attempts) >= 3, 3, interval_s=0.005)
     assert sink.rows == [] and rec.buffered == 50
     sink.failures = 0
     assert rec.flush(5)

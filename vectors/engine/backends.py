@@ -12,6 +12,7 @@ import numpy as np
 
 from . import support
 from .artifacts import artifact_inputs
+from .batches import unit_rows
 from .errors import ArtifactUnreadable, ModelLoadError
 from .length_groups import CALL_COST, grouped, padded_columns
 
@@ -91,7 +92,6 @@ class TorchRunner:
 
         import torch
 
-        from ..quality.metrics import unit_rows
         from .export import pipeline_module
 
         sample = self.model.preprocess(TRACE_CHECK[:2])  # type: ignore[attr-defined]
@@ -111,7 +111,7 @@ class TorchRunner:
                 linear = linear if swapped else "torch"  # no nn.Linear to swap: torch's own ran the trace
             for texts in (TRACE_CHECK, TRACE_CHECK[:1]):
                 got, want = self._run_traced(traced, names, texts)[0], self._run_eager(texts)
-                cosine = (unit_rows(got) * unit_rows(want)).sum(axis=1)
+                cosine = (unit_rows(got, np.float64) * unit_rows(want, np.float64)).sum(axis=1)
                 if not np.isfinite(got).all() or cosine.min() < 0.9999:
                     raise ValueError(f"its rows differ from the eager model's (lowest cosine {cosine.min():.6f})")
         except Exception as exc:  # tracing raises many types; any of them means: run eagerly

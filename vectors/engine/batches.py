@@ -152,10 +152,12 @@ def rows_and_counts(result: object) -> tuple[np.ndarray, np.ndarray | None]:
     return result, None  # type: ignore[return-value]
 
 
-def unit_rows(rows: np.ndarray) -> np.ndarray:
-    """`rows` L2-normalised (a zero row stays zero), float32 and contiguous: one pass for a whole batch."""
+def unit_rows(rows: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """`rows` L2-normalised (a zero row stays zero), contiguous, computed in `dtype`: float32 (one pass for a
+    whole batch, as served) or float64 (the quality metrics)."""
+    rows = np.asarray(rows, dtype=dtype)
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return np.ascontiguousarray(rows / np.maximum(norms, 1e-12), dtype=np.float32)
+    return np.ascontiguousarray(rows / np.maximum(norms, 1e-12), dtype=dtype)
 
 
 def unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:

@@ -68,17 +68,23 @@ def read_cpuinfo() -> str | None:
         return None
 
 
+def cpuinfo_values(cpuinfo: str, *keys: str) -> list[str]:
+    """The values of a /proc/cpuinfo text's lines whose key is one of `keys` (case counts: x86's "model" is
+    a number, Arm's "Model" a name), stripped, in file order; one per processor for most keys."""
+    values = []
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in keys:
+            values.append(value.strip())
+    return values
+
+
 def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
     """The CPU's feature flags from /proc/cpuinfo (x86 "flags", Arm "Features"); None: cannot tell."""
     cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
     if cpuinfo is None:
         return None
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            flags.update(value.split())
-    return flags or None
+    return {flag for value in cpuinfo_values(cpuinfo, "flags", "Features") for flag in value.split()} or None
 
 
 def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
@@ -100,8 +106,4 @@ def cpu_has_int8_dot(cpuinfo: str | None = None) -> bool | None:
 def cpu_vendor(cpuinfo: str | None = None) -> str | None:
     """The x86 CPU's vendor string ("GenuineIntel", "AuthenticAMD", ...); None: not x86, or cannot tell."""
     cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
-    for line in (cpuinfo or "").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "vendor_id":
-            return value.strip() or None
-    return None
+    return next(iter(cpuinfo_values(cpuinfo or "", "vendor_id")), None) or None

@@ -8,14 +8,12 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from ..engine.support import cpuinfo_values
+
 
 def cpu_model(cpuinfo: str) -> str:
     """Return the first "model name" of a /proc/cpuinfo text, or "" when there is none."""
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("model name", "Model", "cpu model") and value.strip():
-            return value.strip()
-    return ""
+    return next((value for value in cpuinfo_values(cpuinfo, "model name", "Model", "cpu model") if value), "")
 
 
 def mem_total_gib(meminfo: str) -> float | None:

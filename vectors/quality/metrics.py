@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..engine.batches import unit_rows
+
 
 @dataclass(frozen=True)
 class Agreement:
@@ -23,14 +25,9 @@ class Agreement:
     k: int = 5
 
 
-def unit_rows(rows: np.ndarray) -> np.ndarray:
-    rows = np.asarray(rows, dtype=np.float64)
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-
-
 def neighbours(rows: np.ndarray, k: int) -> np.ndarray:
     """Return each row's k nearest other rows by cosine, as indices."""
-    unit = unit_rows(rows)
+    unit = unit_rows(rows, np.float64)
     similarity = unit @ unit.T
     np.fill_diagonal(similarity, -np.inf)
     return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
@@ -40,7 +37,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, k: int = 5) -> Agreeme
     """Return how closely `candidate` rows follow `reference` rows (same texts, same order)."""
     if reference.shape != candidate.shape:
         raise ValueError(f"shapes differ: reference {reference.shape}, candidate {candidate.shape}")
-    cosines = (unit_rows(reference) * unit_rows(candidate)).sum(axis=1)
+    cosines = (unit_rows(reference, np.float64) * unit_rows(candidate, np.float64)).sum(axis=1)
     ref_nn, cand_nn = neighbours(reference, k), neighbours(candidate, k)
     shared = [len(set(a) & set(b)) / k for a, b in zip(ref_nn, cand_nn, strict=True)]
     return Agreement(len(reference), float(cosines.mean()), float(cosines.min()), float(np.mean(shared)), k)
