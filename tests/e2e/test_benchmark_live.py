@@ -56,8 +56,9 @@ def test_an_open_loop_run_sends_at_its_rate_whatever_the_server_does(embed_serve
     assert summary.statuses["2xx"] == 50
 
 
-def test_benchmark_without_url_starts_a_server_compares_the_designs_and_leaves_no_process_behind(monkeypatch):
+def test_benchmark_without_url_starts_a_server_compares_the_designs_and_leaves_no_process_behind(monkeypatch, tmp_path):
     monkeypatch.setenv("EMBED_LOG_REQUESTS", "0")  # the started server must not write into the developer's log
+    monkeypatch.setenv("EMBED_DATA_DIR", str(tmp_path))  # nor use the developer's data directory (var/) at all
     started: list[int] = []
     original_start = server_module.LocalServer.start
 
