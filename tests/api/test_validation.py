@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from tests.api.conftest import send_raw
+from tests.conftest import cosines
 from vectors import conf
 
 
@@ -158,3 +161,42 @@ def test_text_fields_check_for_lone_surrogates_at_c_speed_not_with_drf_s_loop():
     for field in (GetVectorQuerySerializer().fields["sentence"], EmbeddingsRequestSerializer().fields["model"]):
         kinds = [type(validator) for validator in field.validators]
         assert NoSurrogates in kinds and ProhibitSurrogateCharactersValidator not in kinds, kinds
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"sentence=%E9t%E9",  # "été" percent-encoded from ISO-8859-1, not UTF-8
+        b"sentence=caf%C3",  # a UTF-8 sequence cut short
+        b"sentence=%ED%A0%80",  # a surrogate's UTF-8-style bytes: not UTF-8
+        b"sentence=ok&sentence=%FF",  # the value that counts (the last) is the bad one
+    ],
+)
+async def test_a_query_whose_percent_escapes_are_not_utf8_is_a_400_naming_the_parameter(fast_path, query):
+    before = model_calls()
+    answer = await send_raw("/get_vector", [], [], method="GET", query=query)
+    assert answer.status_code == 400, answer.content
+    error = answer.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_request", "sentence"), error
+    assert error["message"].startswith("sentence: its percent-encoded bytes are not UTF-8"), error
+    assert model_calls() == before
+
+
+async def test_a_query_in_utf8_gets_the_vector_of_its_text_on_both_adapters(fast_path, reference):
+    answer = await send_raw("/get_vector", [], [], method="GET", query=b"sentence=%C3%A9t%C3%A9+caf%C3%A9")
+    assert answer.status_code == 200, answer.content
+    vector = np.array(answer.json()["vector"])
+    assert cosines(vector[None], reference.encode(["été café"])).min() >= 0.9999
+
+
+async def test_a_wrong_key_is_a_401_even_with_a_query_that_is_not_utf8(fast_path, transactional_db):
+    from vectors import auth
+
+    auth.forget_keys()
+    try:
+        with override_settings(EMBEDDINGS={**settings.EMBEDDINGS, "REQUIRE_API_KEY": True}):
+            headers = [(b"authorization", b"Bearer not-a-key")]
+            answer = await send_raw("/get_vector", [], headers, method="GET", query=b"sentence=%E9")
+    finally:
+        auth.forget_keys()
+    assert answer.status_code == 401, answer.content

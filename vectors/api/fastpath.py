@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import urllib.parse
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -20,7 +19,7 @@ from . import accounting, core, endpoints
 from .errors import ApiError, InternalError, PayloadTooLarge, as_api_error, error_headers
 from .hosts import check_host
 from .negotiation import joined_header, negotiate
-from .parsers import check_media_type, parse_json
+from .parsers import check_media_type, parse_json, parse_query
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +46,6 @@ class ClientGone(Exception):
 # reading its body (uvicorn: the read timeout's 408, a malformed body's 400). The application then sees the
 # client gone, but the request is the server's to log, with the status it answered, not a 499 of ours.
 ANSWERED_BY_SERVER = "embedservice.answered_by_server"
-
-
-def parse_query(raw: bytes) -> dict[str, str]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    # Like Django's QueryDict: undecodable percent-escapes become U+FFFD rather than an error.
-    return dict(urllib.parse.parse_qsl(text, keep_blank_values=True, errors="replace"))
 
 
 def client_host(scope: dict) -> str:
@@ -146,14 +136,15 @@ class FastEmbeddingApp:
         watcher: asyncio.Task | None = None
         try:
             check_host(joined_header(scope, b"host"), scope.get("server"))  # as Django's CommonMiddleware does first
-            query = parse_query(scope["query_string"]) if scope.get("query_string") else {}
+            raw_query = scope.get("query_string") or b""
+            query = parse_query(raw_query, strict=False) if raw_query else {}
             negotiate(joined_header(scope, b"accept"), query)  # where DRF does: before the key and the body
             caller = await auth.authorize(header(scope, b"authorization")) or caller
             if takes_body:
                 check_media_type(header(scope, b"content-type"))
                 data = parse_json(await read_body(receive, conf.limits().max_body_bytes))
             else:
-                data = query
+                data = parse_query(raw_query) if raw_query else {}  # strict, after the key as on DRF
             if lifecycle.is_draining():
                 raise EngineStopped("the service is draining and takes no new work")
             watcher = asyncio.ensure_future(watch_disconnect(receive, asyncio.current_task()))

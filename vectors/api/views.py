@@ -19,7 +19,7 @@ from ..engine.errors import EngineStopped
 from . import accounting, core, endpoints
 from .errors import PayloadTooLarge
 from .openapi import BODY_ERRORS, KEY_ERRORS, OPENAI_ERRORS, QUERY_ERRORS, RETRY_AFTER, error_responses
-from .parsers import check_media_type, parse_json
+from .parsers import check_media_type, parse_json, parse_query
 from .serializers import EmbeddingsRequestSerializer, EmbedRequestSerializer, SimilarityRequestSerializer
 
 VECTOR_LIST = serializers.ListField(child=serializers.FloatField())
@@ -44,7 +44,7 @@ class EmbeddingView(APIView):
     async def answer(self, handler: endpoints.Handler) -> Response:
         # The lean route's order: the key before the body, so a wrong key is a 401 whatever it sent.
         self.caller = await auth.authorize(self.request.headers.get("Authorization"))
-        data = self.json_body() if self.takes_body else self.request.query_params
+        data = self.json_body() if self.takes_body else parse_query(self.request.META.get("QUERY_STRING", ""))
         if lifecycle.is_draining():
             raise EngineStopped("the service is draining and takes no new work")
         try:
