@@ -16,7 +16,7 @@ import orjson
 from .. import auth, conf, lifecycle
 from ..engine.errors import EngineStopped
 from . import accounting, core, endpoints
-from .errors import ApiError, InternalError, PayloadTooLarge, as_api_error, error_headers
+from .errors import ApiError, InternalError, InvalidRequest, PayloadTooLarge, as_api_error, error_headers
 from .hosts import check_host
 from .negotiation import joined_header, negotiate
 from .parsers import check_media_type, parse_json, parse_query
@@ -46,6 +46,18 @@ class ClientGone(Exception):
 # reading its body (uvicorn: the read timeout's 408, a malformed body's 400). The application then sees the
 # client gone, but the request is the server's to log, with the status it answered, not a 499 of ours.
 ANSWERED_BY_SERVER = "embedservice.answered_by_server"
+
+
+def read_query(raw: bytes) -> tuple[dict[str, str], InvalidRequest | None]:
+    """The query's parameters, and its refusal if it is not UTF-8: raised only once the API key has passed
+    (a wrong key is a 401 whatever else was sent), while `?format=` is read before it, as DRF does. One
+    parse for a good query; a bad one is parsed again, its bad bytes as U+FFFD."""
+    if not raw:
+        return {}, None
+    try:
+        return parse_query(raw), None
+    except InvalidRequest as refused:
+        return parse_query(raw, strict=False), refused
 
 
 def client_host(scope: dict) -> str:
@@ -136,15 +148,16 @@ class FastEmbeddingApp:
         watcher: asyncio.Task | None = None
         try:
             check_host(joined_header(scope, b"host"), scope.get("server"))  # as Django's CommonMiddleware does first
-            raw_query = scope.get("query_string") or b""
-            query = parse_query(raw_query, strict=False) if raw_query else {}
+            query, bad_query = read_query(scope.get("query_string") or b"")
             negotiate(joined_header(scope, b"accept"), query)  # where DRF does: before the key and the body
             caller = await auth.authorize(header(scope, b"authorization")) or caller
             if takes_body:
                 check_media_type(header(scope, b"content-type"))
                 data = parse_json(await read_body(receive, conf.limits().max_body_bytes))
+            elif bad_query is not None:
+                raise bad_query  # after the key, as on DRF
             else:
-                data = parse_query(raw_query) if raw_query else {}  # strict, after the key as on DRF
+                data = query
             if lifecycle.is_draining():
                 raise EngineStopped("the service is draining and takes no new work")
             watcher = asyncio.ensure_future(watch_disconnect(receive, asyncio.current_task()))
