@@ -47,7 +47,8 @@ SESSION_SERVERS = "session servers"
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """Under `--dist loadfile` (pyproject's addopts) each test file goes whole to one worker, so its
     module-scoped servers start once; here, also every file that uses the session servers (`embed_server`)
-    goes to the same worker, so only that worker starts them (two starts, not four).
+    goes to the same worker, so only that worker starts them (two starts, not four); and the files that
+    start servers are handed out first.
 
     (xdist's own `--dist loadgroup` would do it with marks, but it renames the tests through an attribute
     that pytest 9.2 no longer reads, so its groups are silently ignored.)"""
@@ -62,10 +63,26 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
         path = root / file
         return path.is_file() and re.search(r"\bembed_server\b", path.read_text(errors="replace")) is not None
 
+    def starts_servers(scope: str) -> bool:
+        return scope == SESSION_SERVERS or scope.startswith("tests/e2e/")
+
     class SessionServersTogether(LoadFileScheduling):
+        ordered = False
+
         def _split_scope(self, nodeid: str) -> str:
             file = super()._split_scope(nodeid)
             return SESSION_SERVERS if uses_session_servers(file) else file
+
+        def _assign_work_unit(self, node: object) -> None:
+            # xdist hands out the files with the most tests first, so the slowest, the e2e files with one
+            # or two tests that each start servers, came last: one worker then ran on for a minute after
+            # the other had nothing left. They go first now; the rest keep xdist's order.
+            if not self.ordered:
+                self.ordered = True
+                units = sorted(self.workqueue.items(), key=lambda unit: not starts_servers(unit[0]))
+                self.workqueue.clear()
+                self.workqueue.update(units)
+            super()._assign_work_unit(node)
 
     return SessionServersTogether(config, log)
 
