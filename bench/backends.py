@@ -24,6 +24,7 @@ import argparse
 import functools
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -164,16 +165,25 @@ def peak_rss_mib(server: LocalServer) -> float:
     return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
-    """Run wrk against /get_vector and return its summary (requests_per_s, p50_ms, p99_ms, non_2xx ...)."""
+    """Run wrk against /get_vector and return its summary (requests, requests_per_s, p50_ms, p99_ms, non_2xx
+    ...) and cpu_s: the CPU seconds wrk itself used (the only child this process reaps meanwhile)."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s"]
+    cpu_before = children_cpu_s()
     done = subprocess.run(
         [*command, "-s", "bench/wrk/get_vector.lua", url], cwd=ROOT, capture_output=True, text=True, check=False
     )
+    cpu_s = children_cpu_s() - cpu_before
     summary = re.search(r"wrk-summary (.*)", done.stdout)
     if not summary:
         raise RuntimeError(f"wrk printed no summary:\n{done.stdout}\n{done.stderr}")
-    return {key: float(value) for key, value in (item.split("=") for item in summary.group(1).split())}
+    figures = {key: float(value) for key, value in (item.split("=") for item in summary.group(1).split())}
+    return {**figures, "cpu_s": cpu_s}
 
 
 def median(values: list[float]) -> float:

@@ -3,22 +3,22 @@
     HF_HUB_OFFLINE=1 .venv/bin/python bench/core_split.py onnx-int8 torch-fp32 --rounds 3
     EMBED_SERVER=uvicorn HF_HUB_OFFLINE=1 .venv/bin/python bench/core_split.py onnx-int8
 
-For each configuration (bench/backends.py's names) it starts the service as bench/backends.py does and
-runs wrk (`-t1 -c100`, bench/wrk/get_vector.lua) against it on the same cores, several times. Over each run
-it reads every thread's CPU from /proc/PID/task/*/stat, wrk's from its own rusage and the machine's idle
-time from /proc/stat, and prints them in cores: the event loop (the main thread), the encode work (every
-other thread of the server: the lanes and the ONNX Runtime / OpenVINO / torch threads they drive), wrk,
-and what stayed idle. Then, in this process, the model alone as the service runs it at 100 connections
-(two lanes of 32 texts at once, half the threads each) over the same corpus: texts/s and CPU milliseconds
-a text. Served CPU a request in the lanes against that CPU a text tells whether the lanes lose anything
-inside; the cores beside them tell what the served / own-limit ratio lacks (bench/README-backends.md).
+For each configuration (bench/backends.py's names) it starts the service as bench/backends.py does and runs
+wrk (`-t1 -c100`, bench/wrk/get_vector.lua, through bench/backends.py's `wrk`) against it on the same cores,
+several times. Over each run it reads every thread's CPU from /proc/PID/task/*/stat, wrk's from its rusage
+and the machine's idle time from /proc/stat, and prints them in cores: the event loop (the main thread), the
+encode work (every other thread of the server: the lanes and the ONNX Runtime / OpenVINO / torch threads
+they drive), wrk, and what stayed idle. Then, in this process, the model alone as the service runs it at 100
+connections (two lanes of 32 texts at once, half the threads each) over the same corpus: texts/s and CPU
+milliseconds a text. Served CPU a request in the lanes against that CPU a text tells whether the lanes lose
+anything inside; the cores beside them tell what the served / own-limit ratio lacks
+(bench/README-backends.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +27,7 @@ from pathlib import Path
 import backends
 
 TICK = os.sysconf("SC_CLK_TCK")
+CONNECTIONS = 100
 
 
 def thread_seconds(pid: int) -> dict[int, float]:
@@ -47,26 +48,15 @@ def idle_seconds() -> float:
     return (int(fields[4]) + int(fields[5])) / TICK
 
 
-def wrk_run(url: str, seconds: int) -> tuple[int, float]:
-    """Run wrk against /get_vector; return the requests it completed and the CPU seconds it used."""
-    command = ["wrk", "-t1", "-c100", f"-d{seconds}s", "--timeout", "30s", "-s", "bench/wrk/get_vector.lua", url]
-    process = subprocess.Popen(command, cwd=backends.ROOT, stdout=subprocess.PIPE, text=True)
-    out = process.stdout.read()  # type: ignore[union-attr]
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"wrk failed:\n{out}")
-    requests = int(next(line.split()[0] for line in out.splitlines() if "requests in" in line))
-    return requests, usage.ru_utime + usage.ru_stime
-
-
 def served(name: str, data_dir: str, rounds: int, seconds: int) -> None:
     server = backends.start_server(name, data_dir)
     try:
         pid = server.process.pid  # type: ignore[union-attr]
-        wrk_run(server.url, 3)  # untimed warm-up
+        backends.wrk(server.url, 3, CONNECTIONS)  # untimed warm-up
         for round_ in range(1, rounds + 1):
             threads0, idle0, started = thread_seconds(pid), idle_seconds(), time.perf_counter()
-            requests, wrk_cpu = wrk_run(server.url, seconds)
+            summary = backends.wrk(server.url, seconds, CONNECTIONS)
+            requests, wrk_cpu = int(summary["requests"]), summary["cpu_s"]
             threads1, idle1, took = thread_seconds(pid), idle_seconds(), time.perf_counter() - started
             used = {tid: cpu - threads0.get(tid, 0.0) for tid, cpu in threads1.items()}
             loop = used.pop(pid, 0.0)
