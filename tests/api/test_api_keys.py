@@ -179,3 +179,11 @@ async def test_a_chunked_body_over_the_limit_with_a_wrong_key_is_refused_either_
     # limit cuts it off first there (on daphne, the server refuses it first on both).
     expected = (401, "invalid_api_key") if fast_path else (413, "payload_too_large")
     assert (answer.status_code, answer.json()["error"]["code"]) == expected, answer.content
+
+
+async def test_a_wrong_key_is_a_401_even_with_a_query_that_is_not_utf8(fast_path):
+    # The query's charset is checked after the key, as on DRF: a wrong key is a 401 whatever else was sent.
+    with keys_required():
+        headers = [(b"authorization", b"Bearer not-a-key")]
+        answer = await send_raw("/get_vector", [], headers, method="GET", query=b"sentence=%E9")
+    assert answer.status_code == 401, answer.content

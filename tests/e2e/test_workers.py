@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import start_server, stop_server
+from tests.conftest import start_server, stop_server, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -57,8 +57,7 @@ def test_two_workers_share_one_port_a_killed_one_is_replaced_and_sigterm_stops_t
             with httpx.Client(base_url=server.url, timeout=60) as client:
                 assert client.get("/get_vector", params={"sentence": f"after the kill {i}"}).status_code == 200
         deadline = time.monotonic() + 120
-        while "starting a new one" not in server.log() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: "starting a new one" in server.log(), 120)
         assert f"exited with code -{signal.SIGKILL}; starting a new one" in server.log()
         now = pids_answering(server.url, deadline)
         assert len(now) == 2 and victim not in now, now  # the survivor and the new worker
