@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 from .engine.batches import BatchStats
@@ -83,7 +85,21 @@ def observe_batch(model: str, stats: BatchStats) -> None:
 
 def observe_request(endpoint: str, model: str, status: int, total_ms: float, queue_ms: float | None) -> None:
     """Record one answered API request."""
-    REQUESTS.labels(endpoint, model, str(status)).inc()
-    REQUEST_SECONDS.labels(endpoint, model).observe(total_ms / 1000)
+    count, seconds = _request_series(endpoint, model, status)
+    count.inc()
+    seconds.observe(total_ms / 1000)
     if queue_ms is not None:
-        QUEUE_SECONDS.labels(model).observe(queue_ms / 1000)
+        _queue_series(model).observe(queue_ms / 1000)
+
+
+# The labelled series a request updates, looked up once per label values: `labels()` checks and joins its
+# values under a lock on every call, and this runs on the event loop for every request. The values are
+# bounded (endpoints, served model names or "unknown", HTTP statuses), and so are these caches.
+@functools.cache
+def _request_series(endpoint: str, model: str, status: int) -> tuple[Counter, Histogram]:
+    return REQUESTS.labels(endpoint, model, str(status)), REQUEST_SECONDS.labels(endpoint, model)
+
+
+@functools.cache
+def _queue_series(model: str) -> Histogram:
+    return QUEUE_SECONDS.labels(model)
