@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 from rest_framework.exceptions import ValidationError
 
-from .. import conf
 from . import core
 from .serializers import (
     EmbeddingsRequestSerializer,
@@ -22,7 +21,7 @@ from .serializers import (
     GetVectorQuerySerializer,
     Inputs,
     SimilarityRequestSerializer,
-    check_text,
+    check_sentence,
 )
 
 
@@ -57,7 +56,7 @@ def valid_sentence(query: object) -> str:
     sentence = query.get("sentence") if isinstance(query, dict) else None
     if type(sentence) is str:
         try:
-            return check_text(sentence, "sentence", conf.limits().max_input_chars)
+            return check_sentence(sentence)
         except ValidationError:
             pass
     return validated(GetVectorQuerySerializer, query)["sentence"]

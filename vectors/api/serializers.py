@@ -25,7 +25,7 @@ class Inputs:
         return len(self.texts if self.texts is not None else self.token_arrays or [])
 
 
-def check_text(value: str, where: str, max_chars: int) -> str:
+def _check_text(value: str, where: str, max_chars: int) -> str:
     if not value.strip():
         raise serializers.ValidationError(f"{where} is empty; every input must contain text")
     if len(value) > max_chars:
@@ -86,7 +86,7 @@ class InputsField(serializers.Field):
     def to_internal_value(self, data: object) -> Inputs:
         limits = conf.limits()
         if isinstance(data, str):
-            return Inputs(texts=[check_text(data, "the input", limits.max_input_chars)])
+            return Inputs(texts=[_check_text(data, "the input", limits.max_input_chars)])
         if not isinstance(data, list):
             raise serializers.ValidationError(self._expected())
         if not data:
@@ -98,7 +98,7 @@ class InputsField(serializers.Field):
                 f"has {len(data)} inputs; the limit is {limits.max_inputs_per_request} per request"
             )
         if all(isinstance(item, str) for item in data):
-            return Inputs(texts=[check_text(t, f"input[{i}]", limits.max_input_chars) for i, t in enumerate(data)])
+            return Inputs(texts=[_check_text(t, f"input[{i}]", limits.max_input_chars) for i, t in enumerate(data)])
         if self.allow_tokens and all(isinstance(item, list) for item in data):
             return Inputs(token_arrays=[self._tokens(item, f"input[{i}]") for i, item in enumerate(data)])
         raise serializers.ValidationError(self._expected() + "; lists may not mix types")
@@ -229,7 +229,7 @@ class SimilarityRequestSerializer(serializers.Serializer):
     def validate(self, attrs: dict) -> dict:
         limits = conf.limits()
         try:
-            check_text(attrs["inputs"]["source_sentence"], "the source sentence", limits.max_input_chars)
+            _check_text(attrs["inputs"]["source_sentence"], "the source sentence", limits.max_input_chars)
         except serializers.ValidationError as exc:
             raise serializers.ValidationError({"inputs": {"source_sentence": exc.detail}}) from None
         sentences: Inputs = attrs["inputs"]["sentences"]
@@ -254,4 +254,10 @@ class GetVectorQuerySerializer(serializers.Serializer):
     sentence = TextField(allow_blank=True, trim_whitespace=False)
 
     def validate_sentence(self, value: str) -> str:
-        return check_text(value, "sentence", conf.limits().max_input_chars)
+        return check_sentence(value)
+
+
+def check_sentence(value: str) -> str:
+    """`GET /get_vector`'s sentence checks, for the serializer and for the hot path that skips it
+    (vectors.api.endpoints.valid_sentence)."""
+    return _check_text(value, "sentence", conf.limits().max_input_chars)
