@@ -97,12 +97,17 @@ def _without_database(digest: str, before: tuple[str | None, float] | None, now:
     return name
 
 
-def verify_key(raw: str | None) -> str | None:
+def verify_key(raw: str | None, *, charge: bool = True) -> str | None:
     """Return the key's name, or None when keys are not required and no valid key was sent (sync).
+
+    Args:
+        charge: take one request from the key's rate bucket. Every HTTP request is one; a WebSocket's
+            handshake or auth frame is not (each of its embed frames is charged as it arrives).
 
     Raises:
         Unauthorized: a key is required and missing, or the key is unknown, revoked or expired.
         Unavailable: a key is required and this one cannot be checked: the database is down.
+        Overloaded: the key is over its rate (only when charged).
     """
     limits = conf.limits()
     if raw is None:
@@ -126,15 +131,16 @@ def verify_key(raw: str | None) -> str | None:
         if not limits.require_api_key:
             return None  # keys optional: clients that must send something (OpenAI SDKs) send placeholders
         raise Unauthorized("invalid, revoked or expired API key")
-    check_rate(name)
+    if charge:
+        check_rate(name)
     return name
 
 
-async def check_api_key(raw: str | None) -> str | None:
+async def check_api_key(raw: str | None, *, charge: bool = True) -> str | None:
     """Check a raw key as `verify_key` does; the database is crossed only when the key is not cached."""
     if raw is None or _verified.get(_digest(raw), ("", 0.0))[1] > clock():
-        return verify_key(raw)
-    return await sync_to_async(verify_key, thread_sensitive=True)(raw)
+        return verify_key(raw, charge=charge)
+    return await sync_to_async(verify_key, thread_sensitive=True)(raw, charge=charge)
 
 
 async def authorize(authorization: str | None) -> str | None:

@@ -22,8 +22,11 @@ from .engine.errors import EngineError, EngineStopped
 
 logger = logging.getLogger(__name__)
 
-# Close code for a refused API key (4000-4999 are the application's own, RFC 6455 7.4.2).
+# A socket whose key is refused closes with 4000 + the refusal's HTTP status (4000-4999 are the
+# application's own, RFC 6455 7.4.2): 4401 for a wrong key, 4503 for a key the key store cannot check
+# now (retry after the error frame's retry_after_s; the key itself may be fine).
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_TRY_AGAIN = 4503
 STATUS_CLIENT_GONE = 499
 MAX_ID_CHARS = 256
 
@@ -42,16 +45,22 @@ def optional_module(name: str) -> ModuleType | None:
 async def check_api_key(raw: str | None) -> str | None:
     """Return the key's identity via `vectors.auth.check_api_key`; keys are not required when that module is absent.
 
-    The auth module raises (an exception the error table maps to 401) to refuse a key.
+    The auth module raises (an exception the error table maps to 401, or 503) to refuse a key. The check
+    takes nothing from the key's rate bucket: each embed frame is charged as it arrives (`check_rate`).
     """
     auth = optional_module("auth")
     if auth is None:
         return None
     check = auth.check_api_key
     if inspect.iscoroutinefunction(check):
-        return await check(raw)
+        return await check(raw, charge=False)
     # A sync check may read API keys from the database: cross over the ORM wrapper.
-    return await database_sync_to_async(check)(raw)
+    return await database_sync_to_async(check)(raw, charge=False)
+
+
+def close_code(refusal: ApiError) -> int:
+    """The close code for a socket whose key was refused: 4000 + the refusal's HTTP status."""
+    return 4000 + refusal.status_code
 
 
 def check_rate(identity: str | None) -> None:
@@ -142,7 +151,7 @@ class EmbedConsumer(AsyncJsonWebsocketConsumer):
             return
         if header_key is not None:
             await self.send_json(error_frame(None, err))
-            await self.close(CLOSE_UNAUTHORIZED)
+            await self.close(close_code(err))
         # No key in the handshake and keys are required: wait for a {"type": "auth"} frame.
 
     async def disconnect(self, code: int) -> None:
@@ -297,7 +306,7 @@ class EmbedConsumer(AsyncJsonWebsocketConsumer):
         err = await self._authenticate(raw)
         if err is not None:
             await self.send_json(error_frame(echoed_id(content), err))
-            await self.close(CLOSE_UNAUTHORIZED)
+            await self.close(close_code(err))
             return
         await self.send_json({"id": echoed_id(content), "type": "auth", "authenticated": True})
 

@@ -221,7 +221,7 @@ def keys_required(monkeypatch):
 
     module = types.ModuleType("vectors.auth")
 
-    def check_api_key(raw: str | None) -> str | None:
+    def check_api_key(raw: str | None, *, charge: bool = True) -> str | None:
         if raw is None:
             raise Unauthorized("missing API key")
         if raw != "good-key":
@@ -327,6 +327,66 @@ async def test_real_api_keys_are_checked_in_the_handshake_and_in_an_auth_frame(m
     assert (await answer(wrong))["status"] == 401
     assert (await wrong.receive_output(timeout=WAIT_S))["code"] == consumers.CLOSE_UNAUTHORIZED
     auth.forget_keys()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_handshake_takes_nothing_from_the_keys_rate_and_a_throttled_socket_stays_open(monkeypatch, reference):
+    from asgiref.sync import sync_to_async
+    from rest_framework_api_key.models import APIKey
+
+    from vectors import auth, ratelimit
+
+    limits = dataclasses.replace(conf.limits(), require_api_key=True, rate_limit_per_key=0.01, rate_limit_burst=1)
+    monkeypatch.setattr(conf, "limits", lambda: limits)
+    auth.forget_keys()
+    ratelimit.reset()
+    _, key = await sync_to_async(APIKey.objects.create_key)(name="java-stream")
+    try:
+        socket = await connected([(b"authorization", f"Bearer {key}".encode())])
+        await socket.send_json_to({"id": 1, "input": "the one request the burst allows"})
+        first = await answer(socket)
+        assert first["id"] == 1 and "embeddings" in first, first  # the handshake did not spend it
+        await socket.send_json_to({"id": 2, "input": "one too many"})
+        refused = await answer(socket)
+        assert refused["status"] == 429 and refused["error"]["code"] == "rate_limited" and refused["retry_after_s"] >= 1
+        await socket.send_json_to({"type": "auth", "api_key": key, "id": "again"})
+        assert await answer(socket) == {"id": "again", "type": "auth", "authenticated": True}  # not charged either
+        assert await socket.receive_nothing(timeout=0.5)  # still open: a throttled key is not a wrong one
+        await socket.disconnect()
+    finally:
+        auth.forget_keys()
+        ratelimit.reset()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("by_frame", [False, True], ids=["handshake", "auth frame"])
+async def test_a_key_the_key_store_cannot_check_now_closes_with_try_again_not_unauthorized(monkeypatch, by_frame):
+    from django.db import OperationalError
+    from rest_framework_api_key.models import APIKey
+
+    from vectors import auth
+
+    limits = dataclasses.replace(conf.limits(), require_api_key=True)
+    monkeypatch.setattr(conf, "limits", lambda: limits)
+    auth.forget_keys()
+
+    def down(manager: object, key: str) -> None:
+        raise OperationalError("could not connect to server: Connection refused")
+
+    monkeypatch.setattr(type(APIKey.objects), "get_from_key", down)
+    try:
+        if by_frame:
+            socket = await connected()
+            await socket.send_json_to({"type": "auth", "api_key": "never-seen-before", "id": "k"})
+        else:
+            socket = await connected([(b"authorization", b"Bearer never-seen-before")])
+        refused = await answer(socket)
+        assert refused["status"] == 503 and refused["error"]["code"] == "key_store_unavailable"
+        assert refused["retry_after_s"] >= 1 and refused["id"] == ("k" if by_frame else None)
+        closed = await socket.receive_output(timeout=WAIT_S)
+        assert closed == {"type": "websocket.close", "code": consumers.CLOSE_TRY_AGAIN}
+    finally:
+        auth.forget_keys()
 
 
 # -- Origin --------------------------------------------------------------------------------
