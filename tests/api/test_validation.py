@@ -62,6 +62,25 @@ async def test_bad_openai_requests_get_the_openai_error_envelope(client, raw, st
     assert model_calls() == before
 
 
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/embed", "/similarity"])
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        (b"null", "null"),
+        (b'["a", "b"]', "an array"),
+        (b'"a text"', "a string"),
+        (b"7", "a number"),
+        (b"true", "a boolean"),
+    ],
+)
+async def test_a_body_that_is_json_but_not_an_object_is_refused_in_jsons_words(client, path, raw, kind):
+    response = await post_raw(client, path, raw)
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["message"] == f"the request body must be a JSON object, not {kind}"
+    assert error["code"] == "invalid_request" and error["param"] is None
+
+
 async def test_too_many_inputs_is_refused_with_the_limit_named(client):
     response = await post_raw(client, "/v1/embeddings", orjson.dumps({"input": ["x"] * 2049}))
     assert response.status_code == 400

@@ -15,6 +15,7 @@ import numpy as np
 from rest_framework.exceptions import ValidationError
 
 from . import core
+from .errors import InvalidRequest
 from .serializers import (
     EmbeddingsRequestSerializer,
     EmbedRequestSerializer,
@@ -40,8 +41,22 @@ def validated(serializer_class: type, data: object) -> dict:
     through one long-lived instance per class: building a serializer deep-copies its fields, which was
     most of the ~80 us the OpenAI request cost to validate (now ~15 us). Validation keeps no state on
     the instance and runs without an await, so requests on the event loop never share one mid-way.
+    A body that is JSON but not an object is refused here, in JSON's words (DRF's would name a Python type).
     """
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"the request body must be a JSON object, not {json_kind(data)}")
     return _validator(serializer_class).run_validation(data)
+
+
+def json_kind(value: object) -> str:
+    """What a parsed JSON value is, in JSON's terms."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a string" if isinstance(value, str) else "an array"
 
 
 @functools.cache
