@@ -251,7 +251,15 @@ class EmbedConsumer(AsyncJsonWebsocketConsumer):
                 logger.exception("unhandled error answering a WebSocket frame", exc_info=exc)
                 err = InternalError()
             answer, status, code = error_frame(ident, err), err.status_code, err.code
-        await self.send_json(answer)
+        try:
+            await self.send_json(answer)
+        except asyncio.CancelledError:
+            self._record(job.model, stopwatch, STATUS_CLIENT_GONE, "client_closed", outcome, len(job.inputs))
+            raise
+        except OSError:
+            # uvicorn raises this when the connection dropped as the answer was ready, before the consumer's
+            # disconnect could cancel the task (daphne drops such a send): the caller is gone, the row stays.
+            status, code = STATUS_CLIENT_GONE, "client_closed"
         self._record(job.model, stopwatch, status, code, outcome, len(job.inputs))
 
     def _task_done(self, task: asyncio.Task) -> None:

@@ -423,6 +423,32 @@ async def test_each_message_is_accounted_like_an_http_request(monkeypatch):
     assert good["request_id"] != bad["request_id"] and good["total_ms"] > 0
 
 
+async def test_an_answer_whose_connection_dropped_as_it_was_sent_is_still_logged_as_client_gone(monkeypatch, caplog):
+    from uvicorn.protocols.utils import ClientDisconnected
+
+    calls = []
+    monkeypatch.setattr(consumers.accounting, "account", lambda **row: calls.append(row))
+    send_json = consumers.EmbedConsumer.send_json
+
+    async def dropped_on_answers(self, content, close=False):
+        if "embeddings" in content:  # what uvicorn raises once the connection is lost
+            raise ClientDisconnected()
+        await send_json(self, content, close)
+
+    monkeypatch.setattr(consumers.EmbedConsumer, "send_json", dropped_on_answers)
+    socket = await connected()
+    await socket.send_json_to({"id": 1, "input": ["one", "two"]})
+    for _ in range(WAIT_S * 100):
+        if calls:
+            break
+        await asyncio.sleep(0.01)
+    await socket.disconnect()
+    (row,) = calls
+    assert row["status"] == consumers.STATUS_CLIENT_GONE and row["error_code"] == "client_closed"
+    assert row["outcome"] is not None and row["inputs"] == 2  # the work was done: its timings stay in the row
+    assert "WebSocket request task failed" not in caplog.text
+
+
 async def test_the_frame_limit_counts_utf8_bytes_not_characters():
     from django.conf import settings
     from django.test import override_settings
