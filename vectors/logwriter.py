@@ -93,6 +93,7 @@ class Recorder:
         self._stopping = False
         self._stop_deadline = 0.0
         self._closed = False
+        self._abandoned = False  # stop gave up on a write still in progress and counted its rows as lost
         self.written = 0
         self.failures = 0
         self.dropped: dict[str, int] = {}
@@ -172,6 +173,12 @@ class Recorder:
         with self._lock:
             left = len(self._buffer)
             self._buffer.clear()
+            if thread is not None and thread.is_alive():
+                # The writer is still inside a database call past the deadline: the process exits with its
+                # batch, so those rows are counted as lost here (should the call still end, not again).
+                left += self._held
+                self._held = 0
+                self._abandoned = True
         if left:
             self._count_dropped("stopped", left)
             logger.error("request log: %d rows were not written before stop", left)
@@ -186,10 +193,14 @@ class Recorder:
                     return
                 self._write(batch)
         except BaseException:
-            logger.exception("request-log writer died; %d buffered rows are lost", self.buffered)
             with self._lock:
+                lost = len(self._buffer) + self._held
+                self._buffer.clear()
+                self._held = 0
                 self._closed = True
                 self._idle.notify_all()
+            logger.exception("request-log writer died; %d buffered rows are lost", lost)
+            self._count_dropped("write_error", lost)
         finally:
             metrics.LOG_BUFFER.set(self.buffered)
             self._sink.close()
@@ -285,6 +296,8 @@ class Recorder:
 
     def _settle(self, batch: list[LogEntry], *, lost: int, reason: str) -> None:
         with self._lock:
+            if self._abandoned:
+                return
             self._held = 0
             self.written += len(batch) - lost
             if not self._buffer:

@@ -225,6 +225,46 @@ def test_stop_gives_up_at_its_deadline_when_the_database_stays_down():
     assert rec.dropped == {"stopped": 25} and rec.buffered == 0
 
 
+def test_a_write_still_hanging_at_the_stop_deadline_counts_its_rows_as_lost_once():
+    sink = Sink()
+    sink.gate.clear()  # the database call hangs (a lock held elsewhere, a server that stopped answering)
+    rec, _ = make(sink=sink, clock=FakeClock())
+    for i in range(10):  # flush_rows: the writer takes these ten and hangs in the call
+        rec.add(entry(i))
+    assert wait_until(lambda: rec._held == 10, 2, 0.01)
+    rec.add(entry(10))
+    thread = rec._thread
+    rec.stop(timeout_s=0.1)
+    assert thread.is_alive()
+    assert rec.dropped == {"stopped": 11} and rec.buffered == 0
+    sink.gate.set()  # the call ends after all: the rows were counted as lost already, not again as written
+    thread.join(5)
+    assert not thread.is_alive() and rec.dropped == {"stopped": 11} and rec.written == 0
+
+
+def test_a_writer_that_dies_counts_the_rows_it_held_and_buffered_as_lost(caplog):
+    class BrokenReset(Sink):
+        def reset(self) -> None:
+            raise RuntimeError("bug in the reconnect")
+
+    sink = BrokenReset(failures=1)
+    sink.gate.clear()
+    rec, _ = make(sink=sink, clock=FakeClock())
+    for i in range(10):
+        rec.add(entry(i))
+    assert wait_until(lambda: rec._held == 10, 2, 0.01)
+    for i in range(10, 13):
+        rec.add(entry(i))
+    thread = rec._thread
+    sink.gate.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert rec.dropped == {"write_error": 13} and rec.buffered == 0
+    assert "request-log writer died; 13 buffered rows are lost" in caplog.text
+    rec.add(entry(13))
+    assert rec.dropped == {"write_error": 13, "stopped": 1}
+
+
 def test_add_after_stop_is_counted_not_kept():
     rec, sink = make(clock=FakeClock())
     rec.add(entry(0))
