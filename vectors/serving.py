@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
@@ -125,6 +127,42 @@ def warn_overdue(app: InFlight, uploading: bool = False) -> None:
     )
 
 
+# Once the server has stopped, how long a model call still running may take before the process leaves
+# without it: a batch ends within a second or two on a CPU; a call that never returns would hold the exit.
+MODEL_CALL_GRACE_S = 5.0
+HUNG_MODEL_CALL_EXIT = 70  # EX_SOFTWARE: the drain ended, but not cleanly
+
+
+def leave_hung_model_calls(
+    out: IO[str], grace_s: float = MODEL_CALL_GRACE_S, leave: Callable[[int], object] = os._exit
+) -> None:
+    """Exit now, status HUNG_MODEL_CALL_EXIT, if a model call outlives the stopped server by `grace_s`.
+
+    The encode lanes are ThreadPoolExecutor workers, which the interpreter joins at exit with no timeout:
+    a call that never returns (what EMBED_INFERENCE_TIMEOUT_MS answers its requests for) would keep a
+    stopped server from ever exiting. Idle lanes are told to end; the log was flushed before this.
+    """
+    engines = conf.get_registry().engines()
+    for engine in engines:
+        for executor in engine.executors:
+            executor.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace_s
+    lanes = [thread for engine in engines for thread in engine.lane_threads()]
+    for lane in lanes:
+        lane.join(max(0.0, deadline - time.monotonic()))
+    hung = [lane.name for lane in lanes if lane.is_alive()]
+    if hung:
+        logger.error(
+            "a model call has not returned %.0f s after the server stopped (%s); exiting without it",
+            grace_s,
+            ", ".join(hung),
+        )
+        out.write("stopped with a model call still running\n")
+        out.flush()
+        logging.shutdown()
+        leave(HUNG_MODEL_CALL_EXIT)
+
+
 def run_server(opts: ServeOptions, out: IO[str]) -> None:
     """Warm the models, listen, serve until SIGTERM/SIGINT, then drain and exit."""
     from channels.routing import get_default_application
@@ -150,3 +188,4 @@ def run_server(opts: ServeOptions, out: IO[str]) -> None:
         from .daphne_server import run_daphne
 
         run_daphne(app, opts, out)
+    leave_hung_model_calls(out)

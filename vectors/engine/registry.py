@@ -91,6 +91,11 @@ class Engine:
             ]
         return encoder
 
+    def lane_threads(self) -> list[threading.Thread]:
+        """The live threads of this model's encode lanes."""
+        lanes = (f"{self._thread_prefix}_", f"{self._thread_prefix}-lane")  # ThreadPoolExecutor adds "_<n>"
+        return [thread for thread in threading.enumerate() if thread.name.startswith(lanes)]
+
     @property
     def threads_together(self) -> int | None:
         """Threads of each call while several batches run (None: one batch at a time)."""
