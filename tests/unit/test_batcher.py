@@ -252,6 +252,58 @@ async def test_rows_that_do_not_fit_the_texts_fail_the_request_instead_of_leavin
     assert result.rows.tolist() == [expected("fine")]
 
 
+async def run_behind_a_held_call(batcher: MicroBatcher, held: threading.Event, texts: list[str]) -> list:
+    """Submit `texts` while a first call holds the lane, so that they all go into the next batch together."""
+    first = asyncio.ensure_future(batcher.submit(["hold"], [2]))
+    await asyncio.sleep(0.05)
+    waiting = [asyncio.ensure_future(batcher.submit([t], [3])) for t in texts]
+    await asyncio.sleep(0.02)
+    held.set()
+    await asyncio.wait_for(asyncio.gather(first, return_exceptions=True), 5)
+    return await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 5)
+
+
+async def test_a_request_rerun_alone_whose_rows_do_not_fit_its_texts_fails_instead_of_being_answered(executor):
+    held = threading.Event()
+
+    def model(texts):
+        if texts == ["hold"]:
+            held.wait(5)
+        if "POISON" in texts:
+            raise ValueError("poisoned input")
+        rows = np.array([expected(t) for t in texts], dtype=np.float32)
+        return rows[:0] if texts == ["short alone"] else rows  # no row when this text runs alone
+
+    batcher = MicroBatcher(model, BatcherConfig(), executor)
+    fine, short, poisoned = await run_behind_a_held_call(batcher, held, ["fine", "short alone", "POISON"])
+    assert fine.rows.tolist() == [expected("fine")]
+    assert isinstance(short, EncodeFailed) and isinstance(poisoned, EncodeFailed)
+    assert batcher.counters.failed == 2
+
+
+async def test_a_failing_batch_hook_while_a_batch_is_isolated_fails_those_requests_not_the_batcher(executor, caplog):
+    held = threading.Event()
+
+    def model(texts):
+        if texts == ["hold"]:
+            held.wait(5)
+        if "POISON" in texts:
+            raise ValueError("poisoned input")
+        return np.array([expected(t) for t in texts], dtype=np.float32)
+
+    def hook(stats) -> None:
+        if stats.requests == 1 and stats.size == 1:
+            raise RuntimeError("metrics backend broke")
+
+    batcher = MicroBatcher(model, BatcherConfig(), executor, on_batch=hook)
+    fine, poisoned = await run_behind_a_held_call(batcher, held, ["fine", "POISON"])
+    assert isinstance(fine, EncodeFailed) and "internal batcher failure: RuntimeError" in str(fine)
+    assert isinstance(poisoned, EncodeFailed) and "the model failed on this input" in str(poisoned)
+    assert "a micro-batcher task died" not in caplog.text
+    pair = await asyncio.gather(batcher.submit(["a", "b"], [2, 2]))  # two texts: the hook lets it through
+    assert pair[0].rows.tolist() == [expected("a"), expected("b")]
+
+
 async def test_an_empty_submit_is_refused_rather_than_queued(executor):
     batcher = make(executor, FakeEncoder())
     with pytest.raises(ValueError, match="at least one text"):

@@ -387,6 +387,8 @@ class MicroBatcher:
                 self._watch(lane, len(texts))
                 try:
                     rows, counts = rows_and_counts(await loop.run_in_executor(executor, function, texts))
+                    if len(rows) != len(texts):
+                        raise ValueError(f"{len(rows)} rows for {len(texts)} texts")
                     unit = unit_rows(rows)
                 except Exception as exc:  # noqa: BLE001 - this request alone fails
                     self.counters.failed += 1
@@ -399,8 +401,12 @@ class MicroBatcher:
                 finally:
                     self._call_ended(lane)
                 elapsed_ms = (self.clock() - started) * 1000
-                self._record(len(texts), 1, elapsed_ms)
-                piece.pending.fill(piece.start, piece.stop, rows, elapsed_ms, len(texts), counts, unit)
+                try:
+                    self._record(len(texts), 1, elapsed_ms)
+                    piece.pending.fill(piece.start, piece.stop, rows, elapsed_ms, len(texts), counts, unit)
+                except Exception as exc:  # noqa: BLE001 - a failing hook: this request fails, as in _batch_done
+                    logger.exception("could not deliver the rows of a request run alone")
+                    self._fail_slices([piece], EncodeFailed(f"internal batcher failure: {type(exc).__name__}"))
         finally:
             self._release(lane, wide)
 
