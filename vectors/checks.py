@@ -78,6 +78,12 @@ def check_embeddings(app_configs: object = None, **kwargs: object) -> list[check
                 checks.Error(f"model {entry['NAME']!r}: device {device!r} is not one of {DEVICES}", id="vectors.E004")
             )
         errors += check_runtime(entry)
+        for key in ("MAX_SEQ_LENGTH", "MAX_BATCH_SIZE", "MAX_BATCH_TOKENS"):
+            # 0 or unset: the default (the model's own length, the global batch limits); below 0 a batch
+            # could take no text at all and its batcher would spin on the event loop.
+            if entry.get(key) is not None and entry[key] < 0:
+                message = f"model {entry['NAME']!r}: {key.lower()} must be > 0 (0: the default), got {entry[key]}"
+                errors.append(checks.Error(message, id="vectors.E007"))
     positive = [
         "MAX_BATCH_SIZE",
         "MAX_BATCH_TOKENS",

@@ -101,6 +101,13 @@ def test_a_malformed_extra_model_item_is_refused(monkeypatch, item):
         project_settings.extra_model_entry(item, "/main")
 
 
+@pytest.mark.parametrize("key", ["MAX_SEQ_LENGTH", "MAX_BATCH_SIZE", "MAX_BATCH_TOKENS"])
+def test_a_negative_per_model_length_or_batch_limit_is_refused_at_startup_and_zero_means_the_default(key):
+    [error] = errors_for({"NAME": "small", key: -1})
+    assert error.id == "vectors.E007" and f"model 'small': {key.lower()} must be > 0" in error.msg
+    assert errors_for({"NAME": "small", key: 0}) == []
+
+
 def test_model_configs_take_per_model_batch_limits_and_the_cache_dir():
     with with_models({"NAME": "a"}, {"NAME": "b", "BACKEND": "onnx", "DTYPE": "int8", "MAX_BATCH_SIZE": 16}):
         a, b = conf.model_configs()

@@ -222,3 +222,15 @@ async def test_parallel_narrow_batches_give_the_vectors_of_the_wide_path(registr
     import torch
 
     assert engine.executors[1].submit(torch.get_num_threads).result() == engine.threads_together
+
+
+def test_a_max_seq_length_past_the_models_positions_is_refused_at_load_and_its_own_limit_is_kept(model_path):
+    from vectors.engine.encoder import Encoder
+    from vectors.engine.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="max_seq_length 513 is more than the 512 positions"):
+        Encoder(ModelConfig("long", model_path, device="cpu", max_seq_length=513, warmup=False, torch_jit=False))
+    longest = Encoder(ModelConfig("longest", model_path, device="cpu", max_seq_length=512, torch_jit=False))
+    assert longest.max_seq_length == 512
+    rows = longest.encode(["word " * 600])  # cut to 512 tokens, not failed at the 513th position
+    assert rows.shape == (1, 384) and np.isfinite(rows).all()

@@ -36,6 +36,16 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+def max_positions(model: object) -> int | None:
+    """How many token positions the model's transformer has (None when it does not say)."""
+    try:
+        config = model[0].auto_model.config  # type: ignore[index]
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+    positions = getattr(config, "max_position_embeddings", None)
+    return positions if isinstance(positions, int) and positions > 0 else None
+
+
 class Encoder:
     """A loaded model: tokenizer, dimensions and the one `encode` the batcher calls.
 
@@ -66,6 +76,12 @@ class Encoder:
         self.model = self._load(config, self.device)
         self.normalizes = self._strip_normalize()
         if config.max_seq_length:
+            positions = max_positions(self.model)
+            if positions is not None and config.max_seq_length > positions:
+                raise ModelLoadError(
+                    f"model {config.name!r}: max_seq_length {config.max_seq_length} is more than the "
+                    f"{positions} positions the model has (its own limit is {self.model.max_seq_length})"
+                )
             self.model.max_seq_length = config.max_seq_length
         self.max_seq_length: int = int(self.model.max_seq_length)
         self.dimensions: int = int(self.model.get_embedding_dimension())
