@@ -34,6 +34,10 @@ RESTART_WINDOW_S = 60.0
 POLL_S = 0.2
 
 
+class CannotListen(Exception):
+    """The pool's address cannot be bound (in use, not this machine's, a privileged port)."""
+
+
 class _Worker:
     """One slot of the pool: its current process, and whether that process has listened yet."""
 
@@ -46,7 +50,10 @@ class _Worker:
 
 def run_workers(opts: ServeOptions, workers: int, manage_py: Path, out: IO[str]) -> int:
     """Bind, start `workers` servers on the shared socket, keep them alive, return the worst exit code."""
-    listener = socket.create_server((opts.host, opts.port), backlog=opts.backlog)
+    try:
+        listener = socket.create_server((opts.host, opts.port), backlog=opts.backlog)
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}") from exc
     listener.set_inheritable(True)
     host, port = listener.getsockname()[:2]
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="embed-metrics-")

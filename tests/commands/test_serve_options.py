@@ -19,3 +19,21 @@ from django.core.management import CommandError, call_command
 def test_serve_refuses_an_impossible_option(option, value, message):
     with pytest.raises(CommandError, match=message):
         call_command("serve", option, value)
+
+
+def test_a_pool_on_a_port_in_use_is_a_command_error_naming_it():
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError, match=f"cannot listen on 127.0.0.1:{port}: Address already in use"):
+            call_command("serve", "--workers", "2", "--host", "127.0.0.1", "--port", str(port))
+
+
+def test_a_pool_exits_with_the_status_its_worker_stopped_it_with(monkeypatch):
+    from vectors.management.commands import serve
+
+    monkeypatch.setattr(serve, "run_workers", lambda *args: 70)  # a worker that left a hung model call
+    with pytest.raises(CommandError, match="a worker exited with status 70") as stopped:
+        call_command("serve", "--workers", "2")
+    assert stopped.value.returncode == 70

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ... import conf, eventloop
 from ...engine.errors import ModelLoadError
 from ...serving import SERVERS, ServeOptions, run_server
-from ...workers import run_workers
+from ...workers import CannotListen, run_workers
 
 
 class Command(BaseCommand):
@@ -82,9 +82,12 @@ class Command(BaseCommand):
             if opts.unix_socket or opts.fd is not None:
                 raise CommandError("--workers takes --host/--port, not --unix-socket or --fd")
             # manage.py, however this process started: it picks the event loop before Django loads daphne.
-            code = run_workers(opts, workers, Path(settings.BASE_DIR) / "manage.py", self.stdout)
-            if code:
-                raise CommandError(f"a worker exited with status {code}")
+            try:
+                code = run_workers(opts, workers, Path(settings.BASE_DIR) / "manage.py", self.stdout)
+            except CannotListen as exc:
+                raise CommandError(str(exc)) from exc
+            if code:  # the pool exits with it: 70 for a hung model call, a worker's own for bad settings
+                raise CommandError(f"a worker exited with status {code}", returncode=code)
             return
         try:
             run_server(opts, self.stdout)
