@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,15 @@ def test_compare_loads_get_vector():
         (BenchmarkOptions(timeout_s=0.0), "--timeout must be more than 0"),
         (BenchmarkOptions(inputs_per_request=0), "--inputs-per-request must be at least 1"),
         (BenchmarkOptions(limit_seconds=0.0), "--limit-seconds must be more than 0"),
+        # Not finite: an open loop at an infinite rate sends without ever yielding, a NaN warm-up measures
+        # nothing, an infinite duration never ends.
+        (BenchmarkOptions(rate=math.inf), "--rate must be more than 0 requests/s, and finite (got inf)"),
+        (BenchmarkOptions(rate=math.nan), "--rate must be more than 0 requests/s, and finite"),
+        (BenchmarkOptions(duration_s=math.inf), "--duration must be more than 0 seconds, and finite"),
+        (BenchmarkOptions(warmup_s=math.nan), "--warmup cannot be negative, and must be finite (got nan)"),
+        (BenchmarkOptions(warmup_s=math.inf), "--warmup cannot be negative, and must be finite"),
+        (BenchmarkOptions(timeout_s=math.inf), "--timeout must be more than 0 seconds, and finite"),
+        (BenchmarkOptions(limit_seconds=math.nan), "--limit-seconds must be more than 0, and finite"),
         (BenchmarkOptions(endpoint="grpc"), "--endpoint 'grpc': choose one of"),
         (BenchmarkOptions(endpoint="get_vector", inputs_per_request=4), "takes 1 text per request"),
         (BenchmarkOptions(compare=True, endpoint="tei"), "leave out --endpoint"),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import math
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import endpoints
@@ -47,6 +48,7 @@ class BenchmarkOptions:
     progress: bool | None = None  # None: when stderr is a terminal
     label: str = ""
     store: bool = True
+    api_key: str | None = field(default=None, repr=False)  # sent as a Bearer token; never stored or printed
 
     @property
     def mode(self) -> str:
@@ -54,6 +56,7 @@ class BenchmarkOptions:
 
     def to_dict(self) -> dict:
         data = asdict(self)
+        data["api_key"] = "(given)" if self.api_key else None
         for key in ("corpus", "json_path", "plot_path"):
             data[key] = str(data[key]) if data[key] is not None else None
         data["limit_batch_sizes"] = list(self.limit_batch_sizes)
@@ -86,26 +89,26 @@ def validate(opts: BenchmarkOptions) -> BenchmarkOptions:
         raise InvalidOptions("choose --concurrency N (closed loop) or --rate R (open loop), not both")
     if opts.concurrency is not None and opts.concurrency < 1:
         raise InvalidOptions(f"--concurrency must be at least 1 (got {opts.concurrency})")
-    if opts.rate is not None and not opts.rate > 0:
-        raise InvalidOptions(f"--rate must be more than 0 requests/s (got {opts.rate})")
+    if opts.rate is not None and not 0 < opts.rate < math.inf:
+        raise InvalidOptions(f"--rate must be more than 0 requests/s, and finite (got {opts.rate})")
     if opts.connections is not None and opts.rate is None:
         raise InvalidOptions("--connections only applies to --rate (a closed loop opens one per client)")
     if opts.connections is not None and opts.connections < 1:
         raise InvalidOptions(f"--connections must be at least 1 (got {opts.connections})")
     if opts.duration_s is not None and opts.requests is not None:
         raise InvalidOptions("choose --duration or --requests, not both")
-    if opts.duration_s is not None and not opts.duration_s > 0:
-        raise InvalidOptions(f"--duration must be more than 0 seconds (got {opts.duration_s})")
+    if opts.duration_s is not None and not 0 < opts.duration_s < math.inf:
+        raise InvalidOptions(f"--duration must be more than 0 seconds, and finite (got {opts.duration_s})")
     if opts.requests is not None and opts.requests < 1:
         raise InvalidOptions(f"--requests must be at least 1 (got {opts.requests})")
-    if opts.warmup_s < 0:
-        raise InvalidOptions(f"--warmup cannot be negative (got {opts.warmup_s})")
-    if not opts.timeout_s > 0:
-        raise InvalidOptions(f"--timeout must be more than 0 seconds (got {opts.timeout_s})")
+    if not 0 <= opts.warmup_s < math.inf:
+        raise InvalidOptions(f"--warmup cannot be negative, and must be finite (got {opts.warmup_s})")
+    if not 0 < opts.timeout_s < math.inf:
+        raise InvalidOptions(f"--timeout must be more than 0 seconds, and finite (got {opts.timeout_s})")
     if opts.inputs_per_request < 1:
         raise InvalidOptions(f"--inputs-per-request must be at least 1 (got {opts.inputs_per_request})")
-    if opts.limit_seconds <= 0:
-        raise InvalidOptions(f"--limit-seconds must be more than 0 (got {opts.limit_seconds})")
+    if not 0 < opts.limit_seconds < math.inf:
+        raise InvalidOptions(f"--limit-seconds must be more than 0, and finite (got {opts.limit_seconds})")
     if opts.compare:
         if opts.endpoint is not None:
             raise InvalidOptions("--compare always loads GET /get_vector and its two baselines; leave out --endpoint")
