@@ -14,6 +14,9 @@ CHUNK_ROWS = 10_000  # rows per DELETE: short transactions, so the log writer is
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
+MAX_AGE = timedelta(days=365_000)  # a thousand years: anything older is everything
+
+
 def parse_age(text: str) -> timedelta:
     """Parse an age like `90s`, `30m`, `12h`, `7d` or `2w`.
 
@@ -23,7 +26,13 @@ def parse_age(text: str) -> timedelta:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
     if not match or float(match.group(1)) <= 0:
         raise ValueError(f"{text!r} is not an age like 90s, 30m, 12h, 7d or 2w")
-    return timedelta(**{UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        age = timedelta(**{UNITS[match.group(2)]: float(match.group(1))})
+    except OverflowError:
+        age = timedelta.max
+    if age > MAX_AGE:  # the cutoff, now minus the age, must still be a date
+        raise ValueError(f"{text!r} is longer ago than the {MAX_AGE.days}d an age may be")
+    return age
 
 
 def count_older_than(age: timedelta, *, using: str = "default", now: datetime | None = None) -> int:

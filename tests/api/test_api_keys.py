@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 from rest_framework_api_key.models import APIKey
 
@@ -147,6 +148,21 @@ async def test_with_the_key_store_down_known_keys_and_placeholders_pass_and_unkn
     status, _, _ = await get(client, "unused")  # keys optional: the placeholder passes
     assert status == 200
     assert "API key store unavailable (OperationalError)" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("x" * 51,), "the key's name has 51 characters; at most 50"),
+        (("java-batch", "--expires-days", "100000000"), "--expires-days 100000000: that date is past the year 9999"),
+        (("java-batch", "--expires-days", "0"), "--expires-days must be > 0"),
+        (("   ",), "non-empty name"),
+    ],
+)
+def test_apikey_create_refuses_what_it_cannot_store_with_a_command_error(args, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("apikey", "create", *args)
+    assert not APIKey.objects.exists()
 
 
 def test_the_raw_key_is_stored_nowhere_and_logged_nowhere(capsys, caplog):

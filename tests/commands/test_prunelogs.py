@@ -62,7 +62,13 @@ def test_max_rows_defaults_to_the_setting(week_of_rows):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [((), "say what to delete"), (("--older-than", "soon"), "not an age"), (("--max-rows", "-1"), ">= 0")],
+    [
+        ((), "say what to delete"),
+        (("--older-than", "soon"), "not an age"),
+        (("--max-rows", "-1"), ">= 0"),
+        (("--older-than", "1000000d"), "longer ago than the 365000d an age may be"),  # before year 1
+        (("--older-than", "99999999999d"), "longer ago than the 365000d an age may be"),  # past timedelta's range
+    ],
 )
 def test_bad_arguments_fail_with_a_clear_error(db, args, message):
     with pytest.raises(CommandError, match=message):

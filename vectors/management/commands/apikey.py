@@ -29,10 +29,16 @@ class Command(BaseCommand):
             name = str(options["name"]).strip()
             if not name:
                 raise CommandError("the key needs a non-empty name")
+            longest = APIKey._meta.get_field("name").max_length
+            if len(name) > longest:
+                raise CommandError(f"the key's name has {len(name)} characters; at most {longest}")
             days = options["expires_days"]
             if days is not None and int(days) <= 0:  # type: ignore[arg-type]
                 raise CommandError("--expires-days must be > 0")
-            expiry = timezone.now() + timedelta(days=int(days)) if days else None  # type: ignore[arg-type]
+            try:
+                expiry = timezone.now() + timedelta(days=int(days)) if days else None  # type: ignore[arg-type]
+            except OverflowError:
+                raise CommandError(f"--expires-days {days}: that date is past the year 9999") from None
             key, raw = APIKey.objects.create_key(name=name, expiry_date=expiry)
             self.stdout.write(f"created key {key.prefix} for {name!r}; store it now, it is not shown again:\n{raw}")
         elif action == "list":
