@@ -109,3 +109,39 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_against_a_server_that_requires_keys_the_benchmark_sends_its_api_key_and_never_stores_it(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import start_server, stop_server
+    from vectors.loadtest.server import TargetError
+
+    server = start_server(tmp_path, {"EMBED_REQUIRE_API_KEY": "1", "EMBED_LOG_REQUESTS": "0"})
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"EMBED_DATA_DIR": str(tmp_path)}
+        created = subprocess.run(
+            [sys.executable, "manage.py", "apikey", "create", "load-test"],
+            cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        key = created.stdout.strip().splitlines()[-1]
+
+        def run(endpoint: str, api_key: str | None):
+            opts = BenchmarkOptions(
+                url=server.url, endpoint=endpoint, concurrency=4, requests=12, warmup_s=0, api_key=api_key
+            )
+            return run_benchmark(validate(opts), ROOT / "manage.py")
+
+        with pytest.raises(TargetError, match="requires an API key .*pass one with --api-key"):
+            run("openai-float", None)
+        with pytest.raises(TargetError, match="refuses the key given with --api-key"):
+            run("openai-float", "not-a-key")
+        for endpoint in ("openai-float", "ws"):  # the header on each request, and on each socket's handshake
+            report = run(endpoint, key)
+            assert report.runs[0].summary.statuses["2xx"] == 12, (endpoint, report.runs[0].summary.statuses)
+        stored = BenchmarkRun.objects.get(pk=report.stored_ids[0])
+        assert stored.parameters["api_key"] == "(given)"
+        assert key not in json.dumps([stored.parameters, stored.results])
+    finally:
+        assert stop_server(server) == 0

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import resource
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
@@ -47,6 +47,8 @@ class HttpCall:
 
 
 BuildCall = Callable[[Sequence[str]], HttpCall]
+# An endpoint's `open`: (base URL, connections, timeout_s[, headers]) -> Session.
+OpenSession = Callable[..., Session]
 
 
 def _float(raw: str | None) -> float | None:
@@ -89,8 +91,13 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def connection(base_url: str, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """Return an AsyncClient holding ONE keep-alive connection to `base_url`.
+def connection(
+    base_url: str,
+    timeout_s: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """Return an AsyncClient holding ONE keep-alive connection to `base_url`, sending `headers` on every request.
 
     One client per connection instead of one pool of N: httpcore's pool scans every connection
     on each request, which at hundreds of connections costs the load generator more CPU than the
@@ -102,7 +109,7 @@ def connection(base_url: str, timeout_s: float, transport: httpx.AsyncBaseTransp
         timeout=httpx.Timeout(timeout_s),
         trust_env=False,  # a proxy from the environment must never sit between us and the target
         verify=_tls(),
-        headers={"user-agent": "embedservice-benchmark"},
+        headers={"user-agent": "embedservice-benchmark", **(headers or {})},
         transport=transport,
     )
 
@@ -121,6 +128,7 @@ class HttpSession:
         timeout_s: float,
         build: BuildCall,
         transport: httpx.AsyncBaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         quiet_http_logs()
         allow_open_files(connections)
@@ -128,6 +136,7 @@ class HttpSession:
         self.timeout_s = timeout_s
         self.build = build
         self.transport = transport
+        self.headers = headers
         self.slots = asyncio.Semaphore(connections)
         self.idle: list[httpx.AsyncClient] = []  # a stack: the most recently used connection is reused first
         self.opened: list[httpx.AsyncClient] = []
@@ -135,7 +144,7 @@ class HttpSession:
     def _checkout(self) -> httpx.AsyncClient:
         if self.idle:
             return self.idle.pop()
-        client = connection(self.base_url, self.timeout_s, self.transport)
+        client = connection(self.base_url, self.timeout_s, self.transport, self.headers)
         self.opened.append(client)
         return client
 

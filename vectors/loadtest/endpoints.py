@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
 
-from .client import BuildCall, HttpCall, HttpSession, Session
+from .client import BuildCall, HttpCall, HttpSession, OpenSession, Session
 from .websocket import ws
 
 
@@ -15,13 +15,14 @@ from .websocket import ws
 class Endpoint:
     """How to reach one endpoint.
 
-    `open` returns a Session holding up to `connections` connections; a WebSocket endpoint
-    supplies its own `open` that returns a session over WebSocket frames.
+    `open(base_url, connections, timeout_s, headers=None)` returns a Session holding up to `connections`
+    connections that send `headers` (the API key) with each request, or each socket's handshake; a
+    WebSocket endpoint supplies its own `open` that returns a session over WebSocket frames.
     """
 
     name: str
     description: str
-    open: Callable[[str, int, float], Session]
+    open: OpenSession
     max_inputs: int | None = None  # None: as many as the server allows
     needs_bench_views: bool = False
 
@@ -44,9 +45,11 @@ def get(name: str) -> Endpoint:
     return ENDPOINTS[name]
 
 
-def http(build: BuildCall) -> Callable[[str, int, float], Session]:
-    def open_session(base_url: str, connections: int, timeout_s: float) -> Session:
-        return HttpSession(base_url, connections, timeout_s, build)
+def http(build: BuildCall) -> OpenSession:
+    def open_session(
+        base_url: str, connections: int, timeout_s: float, headers: Mapping[str, str] | None = None
+    ) -> Session:
+        return HttpSession(base_url, connections, timeout_s, build, headers=headers)
 
     return open_session
 

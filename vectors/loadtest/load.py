@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -70,13 +70,14 @@ async def run_load(
     design: str = "",
     progress: TextIO | None = None,
     clock: Clock | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
-    """Apply `plan` to the server at `base_url` and return what was measured."""
+    """Apply `plan` to the server at `base_url`, each request carrying `headers`, and return what was measured."""
     from .progress import Progress
 
     clock = clock or MonotonicClock()
     endpoint = endpoints.get(plan.endpoint)
-    session = endpoint.open(base_url, plan.pool_size, plan.timeout_s)
+    session = endpoint.open(base_url, plan.pool_size, plan.timeout_s, headers)
     source = text_batches(texts, plan.inputs_per_request)
     window = Window(clock.now(), plan.warmup_s, plan.duration_s, plan.requests)
     cpu_started, wall_started = time.process_time(), time.perf_counter()

@@ -52,9 +52,29 @@ def target(opts: BenchmarkOptions, manage_py: Path, bench_views: bool) -> Iterat
         yield server.url, True
 
 
-def check_bench_views(base_url: str) -> None:
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The headers that carry `--api-key` (none without one)."""
+    return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def check_access(base_url: str, api_key: str | None) -> None:
+    """Raise TargetError when the server refuses the key (or its absence): every request would be a 401."""
+    with httpx.Client(base_url=base_url, timeout=60, trust_env=False, headers=auth_headers(api_key)) as client:
+        response = client.get("/v1/models")
+    if response.status_code != 401:
+        return
+    try:
+        why = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        why = response.text[:200]
+    if api_key:
+        raise TargetError(f"{base_url} refuses the key given with --api-key: {why}")
+    raise TargetError(f"{base_url} requires an API key ({why}): pass one with --api-key")
+
+
+def check_bench_views(base_url: str, api_key: str | None = None) -> None:
     """Raise TargetError unless the server answers the bench-only baseline views."""
-    with httpx.Client(base_url=base_url, timeout=60, trust_env=False) as client:
+    with httpx.Client(base_url=base_url, timeout=60, trust_env=False, headers=auth_headers(api_key)) as client:
         for path in ("/bench/get_vector_sync", "/bench/get_vector_async"):
             response = client.get(path, params={"sentence": "is the baseline view there?"})
             if response.status_code == 404:
@@ -109,8 +129,9 @@ def run_benchmark(
         say("starting the server (manage.py serve --port 0) ...")
     with target(opts, manage_py, bench_views) as (base_url, started):
         say(f"target ready: {base_url}")
+        check_access(base_url, opts.api_key)
         if bench_views:
-            check_bench_views(base_url)
+            check_bench_views(base_url, opts.api_key)
         measured_limit = None
         if opts.limit:
             say(f"measuring the model's offline limit (batch sizes {', '.join(map(str, opts.limit_batch_sizes))}) ...")
@@ -121,7 +142,9 @@ def run_benchmark(
                 time.sleep(SETTLE_S)
             say(f"loading {design.endpoint} ...")
             label = design.label if opts.compare else ""
-            runs.append(asyncio.run(run_load(base_url, plan_for(opts, design.endpoint), texts, label, progress)))
+            plan = plan_for(opts, design.endpoint)
+            headers = auth_headers(opts.api_key)
+            runs.append(asyncio.run(run_load(base_url, plan, texts, label, progress, headers=headers)))
     report = BenchmarkReport(
         options=opts,
         target=base_url,

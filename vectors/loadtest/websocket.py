@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from .client import CONNECT_ERROR, TIMEOUT, Reply, Session
+from .client import CONNECT_ERROR, TIMEOUT, OpenSession, Reply, Session
 
 
 def ws_url(base_url: str) -> str:
@@ -34,9 +34,10 @@ def reply_of(frame: dict) -> Reply:
 class _Socket:
     """One connection: frames go out as they come, answers are matched to their callers by id."""
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, url: str, timeout_s: float, headers: Mapping[str, str] | None = None) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        self.headers = dict(headers) if headers else None
         self.pending: dict[int, asyncio.Future[Reply]] = {}
         self._connection: ClientConnection | None = None
         self._reader: asyncio.Task | None = None
@@ -46,7 +47,12 @@ class _Socket:
         async with self._lock:
             if self._connection is None:
                 self._connection = await connect(
-                    self.url, open_timeout=self.timeout_s, max_size=None, compression=None, user_agent_header=None
+                    self.url,
+                    open_timeout=self.timeout_s,
+                    max_size=None,
+                    compression=None,
+                    user_agent_header=None,
+                    additional_headers=self.headers,
                 )
                 self._reader = asyncio.create_task(self._read(self._connection))
             return self._connection
@@ -91,8 +97,8 @@ class _Socket:
 class WsSession:
     """`call` sends one frame on the socket with the fewest unanswered frames and awaits its answer."""
 
-    def __init__(self, base_url: str, sockets: int, timeout_s: float) -> None:
-        self.sockets = [_Socket(ws_url(base_url), timeout_s) for _ in range(max(1, sockets))]
+    def __init__(self, base_url: str, sockets: int, timeout_s: float, headers: Mapping[str, str] | None = None) -> None:
+        self.sockets = [_Socket(ws_url(base_url), timeout_s, headers) for _ in range(max(1, sockets))]
         self._ids = itertools.count()
 
     async def call(self, texts: Sequence[str]) -> Reply:
@@ -103,10 +109,12 @@ class WsSession:
         await asyncio.gather(*(s.aclose() for s in self.sockets))
 
 
-def ws(in_flight_per_socket: int) -> Callable[[str, int, float], Session]:
+def ws(in_flight_per_socket: int) -> OpenSession:
     """Return an `open` for Endpoint: one socket per `in_flight_per_socket` clients (or connections)."""
 
-    def open_session(base_url: str, connections: int, timeout_s: float) -> Session:
-        return WsSession(base_url, math.ceil(connections / in_flight_per_socket), timeout_s)
+    def open_session(
+        base_url: str, connections: int, timeout_s: float, headers: Mapping[str, str] | None = None
+    ) -> Session:
+        return WsSession(base_url, math.ceil(connections / in_flight_per_socket), timeout_s, headers)
 
     return open_session

@@ -45,6 +45,11 @@ class Command(BaseCommand):
         )
         target.add_argument("--allow-remote", action="store_true", help="Allow a --url that is not a loopback address.")
         target.add_argument(
+            "--api-key",
+            help="An API key (`manage.py apikey create`), sent as `Authorization: Bearer` with every request and "
+            "WebSocket handshake, for a server that requires keys; never stored with the run.",
+        )
+        target.add_argument(
             "--endpoint",
             choices=sorted(endpoints.ENDPOINTS),
             help=f"What to load (default {DEFAULT_ENDPOINT}): "
@@ -166,6 +171,7 @@ class Command(BaseCommand):
                     progress=options["progress"],  # type: ignore[arg-type]
                     label=str(options["label"]),
                     store=not options["no_store"],
+                    api_key=options["api_key"] or None,  # type: ignore[arg-type]
                 )
             )
         except InvalidOptions as exc:
