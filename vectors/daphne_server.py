@@ -8,13 +8,14 @@ import signal
 import sys
 import time
 import weakref
-from typing import IO
+from typing import IO, Any
 
 from . import conf, eventloop
 from .api.errors import ApiError, PayloadTooLarge
 from .serving import (
     LINGER_S,
     REQUEST_HEAD_MAX_BYTES,
+    CannotListen,
     InFlight,
     ServeOptions,
     begin_drain,
@@ -368,6 +369,12 @@ def run_daphne(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
             out.write(f"{line} {took_ms:.1f}ms\n")
 
     class Runner(Server):
+        listen_failure: str | None = None
+
+        def listen_error(self, failure: Any) -> None:  # noqa: ANN401 - Twisted's Failure
+            self.listen_failure = failure.getErrorMessage()
+            super().listen_error(failure)  # logs it and stops the reactor
+
         def listen_success(self, port: object) -> None:
             super().listen_success(port)
             for host, bound in self.listening_addresses:
@@ -441,6 +448,8 @@ def run_daphne(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
             loop,
         )
     server.run()
+    if server.listen_failure is not None:
+        raise CannotListen(server.listen_failure)
 
 
 def daphne_endpoints(opts: ServeOptions) -> list[str]:

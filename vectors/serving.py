@@ -35,6 +35,10 @@ class ServeOptions:
 SERVERS = ("daphne", "uvicorn")
 
 
+class CannotListen(Exception):
+    """The server's address cannot be bound (in use, not this machine's, a privileged port)."""
+
+
 # The drain ends once nothing is in flight and no request has arrived for this long: late requests on
 # keep-alive connections get their 503 (and Connection: close) instead of a cut connection.
 QUIET_BEFORE_EXIT_S = 0.3

@@ -12,6 +12,7 @@ from . import eventloop
 from .serving import (
     LINGER_S,
     QUIET_BEFORE_EXIT_S,
+    CannotListen,
     InFlight,
     ServeOptions,
     begin_drain,
@@ -93,7 +94,15 @@ def run_uvicorn(app: InFlight, opts: ServeOptions, out: IO[str]) -> None:
                 await asyncio.sleep(0.02)
             self.should_exit = True
 
-    Runner(config).run()
+    runner = Runner(config)
+    try:
+        runner.run()
+    except SystemExit:
+        if runner.started:
+            raise
+        # uvicorn logged the bind's OSError and exits 3 before it served anything: the same error as daphne's.
+        where = f"fd {opts.fd}" if opts.fd is not None else opts.unix_socket or f"{opts.host}:{opts.port}"
+        raise CannotListen(f"uvicorn could not listen on {where} (its error is logged above)") from None
     shutdown.run_hooks()
     out.write("stopped\n")
     out.flush()

@@ -27,15 +27,11 @@ from collections import deque
 from pathlib import Path
 from typing import IO
 
-from .serving import ServeOptions
+from .serving import CannotListen, ServeOptions
 
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
 POLL_S = 0.2
-
-
-class CannotListen(Exception):
-    """The pool's address cannot be bound (in use, not this machine's, a privileged port)."""
 
 
 class _Worker:

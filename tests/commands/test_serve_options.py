@@ -37,3 +37,24 @@ def test_a_pool_exits_with_the_status_its_worker_stopped_it_with(monkeypatch):
     with pytest.raises(CommandError, match="a worker exited with status 70") as stopped:
         call_command("serve", "--workers", "2")
     assert stopped.value.returncode == 70
+
+
+@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+def test_a_server_on_a_port_in_use_exits_with_an_error_naming_it_not_zero(server, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "EMBED_DATA_DIR": str(tmp_path), "EMBED_LOG_REQUESTS": "0"}
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "manage.py", "serve", "--no-warm", "--server", server, "--port", str(port)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 1, (done.stdout, done.stderr)  # daphne exited 0 here, as if it had served
+    assert f"127.0.0.1:{port}" in done.stderr and "already in use" in done.stderr.lower()
+    assert "listening on" not in done.stdout and "stopped" not in done.stdout

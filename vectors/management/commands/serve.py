@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ... import conf, eventloop
 from ...engine.errors import ModelLoadError
-from ...serving import SERVERS, ServeOptions, run_server
-from ...workers import CannotListen, run_workers
+from ...serving import SERVERS, CannotListen, ServeOptions, run_server
+from ...workers import run_workers
 
 
 class Command(BaseCommand):
@@ -91,5 +91,5 @@ class Command(BaseCommand):
             return
         try:
             run_server(opts, self.stdout)
-        except ModelLoadError as exc:
+        except (ModelLoadError, CannotListen) as exc:
             raise CommandError(str(exc)) from exc
