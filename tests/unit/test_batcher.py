@@ -263,8 +263,9 @@ async def run_behind_a_held_call(batcher: MicroBatcher, held: threading.Event, t
     return await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 5)
 
 
-async def test_a_request_rerun_alone_whose_rows_do_not_fit_its_texts_fails_instead_of_being_answered(executor):
-    held = threading.Event()
+def held_poisoned_model(held: threading.Event, rowless: str | None = None):
+    """A model whose call of ["hold"] waits for `held`, that fails every call holding "POISON", and that gives
+    `rowless` no row when it runs alone."""
 
     def model(texts):
         if texts == ["hold"]:
@@ -272,9 +273,14 @@ async def test_a_request_rerun_alone_whose_rows_do_not_fit_its_texts_fails_inste
         if "POISON" in texts:
             raise ValueError("poisoned input")
         rows = np.array([expected(t) for t in texts], dtype=np.float32)
-        return rows[:0] if texts == ["short alone"] else rows  # no row when this text runs alone
+        return rows[:0] if texts == [rowless] else rows
 
-    batcher = MicroBatcher(model, BatcherConfig(), executor)
+    return model
+
+
+async def test_a_request_rerun_alone_whose_rows_do_not_fit_its_texts_fails_instead_of_being_answered(executor):
+    held = threading.Event()
+    batcher = MicroBatcher(held_poisoned_model(held, rowless="short alone"), BatcherConfig(), executor)
     fine, short, poisoned = await run_behind_a_held_call(batcher, held, ["fine", "short alone", "POISON"])
     assert fine.rows.tolist() == [expected("fine")]
     assert isinstance(short, EncodeFailed) and isinstance(poisoned, EncodeFailed)
@@ -284,18 +290,11 @@ async def test_a_request_rerun_alone_whose_rows_do_not_fit_its_texts_fails_inste
 async def test_a_failing_batch_hook_while_a_batch_is_isolated_fails_those_requests_not_the_batcher(executor, caplog):
     held = threading.Event()
 
-    def model(texts):
-        if texts == ["hold"]:
-            held.wait(5)
-        if "POISON" in texts:
-            raise ValueError("poisoned input")
-        return np.array([expected(t) for t in texts], dtype=np.float32)
-
     def hook(stats) -> None:
         if stats.requests == 1 and stats.size == 1:
             raise RuntimeError("metrics backend broke")
 
-    batcher = MicroBatcher(model, BatcherConfig(), executor, on_batch=hook)
+    batcher = MicroBatcher(held_poisoned_model(held), BatcherConfig(), executor, on_batch=hook)
     fine, poisoned = await run_behind_a_held_call(batcher, held, ["fine", "POISON"])
     assert isinstance(fine, EncodeFailed) and "internal batcher failure: RuntimeError" in str(fine)
     assert isinstance(poisoned, EncodeFailed) and "the model failed on this input" in str(poisoned)
