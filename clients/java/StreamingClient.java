@@ -25,6 +25,7 @@ import java.util.Base64;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CountDownLatch;
@@ -56,18 +57,27 @@ public class StreamingClient {
             builder.header("Authorization", "Bearer " + key);
         }
         WebSocket socket = builder.buildAsync(URI.create(url), answers).join();
-        for (int id = 0; id < texts.size(); id++) {
+        for (int id = 0; id < texts.size() && !answers.closed; id++) {
             answers.window.acquire();
+            if (answers.closed) {
+                break; // the server closed the socket (a refused key, a frame over its limit): stop sending
+            }
             String frame = "{\"id\":" + id + ",\"input\":" + Json.quote(texts.get(id))
                     + ",\"encoding_format\":" + Json.quote(encoding) + "}";
-            // One send at a time: java.net.http.WebSocket refuses a send while the previous one is pending.
-            socket.sendText(frame, true).join();
+            try {
+                // One send at a time: java.net.http.WebSocket refuses a send while the previous one is pending.
+                socket.sendText(frame, true).join();
+            } catch (CompletionException closedMeanwhile) {
+                break; // the listener saw the close or the error and failed what is unanswered
+            }
         }
         if (!answers.done.await(120, TimeUnit.SECONDS)) {
             System.err.println("timed out waiting for answers");
             System.exit(1);
         }
-        socket.sendClose(WebSocket.NORMAL_CLOSURE, "done").join();
+        if (!answers.closed) {
+            socket.sendClose(WebSocket.NORMAL_CLOSURE, "done").join();
+        }
         if (answers.failures > 0) {
             System.exit(1);
         }
@@ -82,6 +92,7 @@ public class StreamingClient {
         final CountDownLatch done;
         final Semaphore window;
         volatile int failures;
+        volatile boolean closed;
         private final StringBuilder message = new StringBuilder();
 
         Answers(int expected, int inFlight) {
@@ -128,20 +139,24 @@ public class StreamingClient {
             if (done.getCount() > 0) {
                 System.err.println("socket closed by the server: " + code + " " + reason);
             }
-            while (done.getCount() > 0) {
-                failures++;
-                done.countDown();
-            }
+            failRest();
             return null;
         }
 
         @Override
         public void onError(WebSocket socket, Throwable error) {
             System.err.println("socket error: " + error);
+            failRest();
+        }
+
+        /** The socket is gone: every text not answered yet has failed, and a sender waiting for room stops. */
+        private void failRest() {
+            closed = true;
             while (done.getCount() > 0) {
                 failures++;
                 done.countDown();
             }
+            window.release(); // wakes the sender blocked in acquire(); it sees `closed` and stops
         }
     }
 

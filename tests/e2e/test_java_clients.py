@@ -78,3 +78,21 @@ def test_every_example_is_a_single_file_plain_jdk_program():
         text = Path(CLIENTS / source).read_text()
         imports = [line.split()[1] for line in text.splitlines() if line.startswith("import ")]
         assert imports and all(name.startswith("java.") for name in imports), f"{source} imports beyond the JDK"
+
+
+def test_streaming_client_exits_1_when_the_server_closes_the_socket_while_it_waits_for_room(embed_server):
+    from vectors import conf
+
+    # A frame past what the server reads closes the socket (1009); with 2 in flight the client is then
+    # waiting for room to send its third text, which no answer will ever give it.
+    too_long = "x" * (conf.limits().max_body_bytes + 200 * 1024)
+    ws_url = embed_server.url.replace("http://", "ws://", 1) + "/ws/embed/"
+    done = subprocess.run(
+        ["java", str(CLIENTS / "StreamingClient.java"), "--url", ws_url, "--in-flight", "2"],
+        input="\n".join([too_long, *TEXTS]) + "\n",
+        capture_output=True, text=True, encoding="utf-8", timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "EMBED_API_KEY"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "socket closed by the server" in done.stderr or "socket error" in done.stderr, done.stderr[-2000:]
+    assert done.stdout == ""
